@@ -1,0 +1,86 @@
+"""SQLAlchemy 2 over SQLite by default; only portable SQL, so PostgreSQL can take its place."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from mmsearch.errors import AlreadyExists, NotFound
+from mmsearch.schema.fields import DatasetInfo, parse_schema
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    schema_json: Mapped[str] = mapped_column(Text)
+    vector_dim: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
+
+    def info(self) -> DatasetInfo:
+        return DatasetInfo(
+            id=self.id, type=self.type,  # type: ignore[arg-type]
+            schema=parse_schema(json.loads(self.schema_json)), vector_dim=self.vector_dim,
+        )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets the CLI write while a server reads; busy_timeout waits instead of failing on a lock
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+
+    def add_dataset(self, info: DatasetInfo) -> None:
+        row = DatasetRow(
+            id=info.id, type=info.type, schema_json=info.schema.model_dump_json(exclude_defaults=True),
+            vector_dim=info.vector_dim,
+        )
+        try:
+            with Session(self.engine) as s, s.begin():
+                s.add(row)
+        except IntegrityError:
+            raise AlreadyExists(f"dataset_id: dataset {info.id!r} already exists", field="dataset_id") from None
+
+    def has_dataset(self, dataset_id: str) -> bool:
+        with Session(self.engine) as s:
+            return s.get(DatasetRow, dataset_id) is not None
+
+    def dataset(self, dataset_id: str) -> DatasetInfo:
+        with Session(self.engine) as s:
+            row = s.get(DatasetRow, dataset_id)
+            if row is None:
+                raise NotFound(f"dataset_id: dataset {dataset_id!r} does not exist", field="dataset_id")
+            return row.info()
+
+    def datasets(self) -> list[DatasetInfo]:
+        with Session(self.engine) as s:
+            return [row.info() for row in s.scalars(select(DatasetRow).order_by(DatasetRow.id))]
+
+    def remove_dataset(self, dataset_id: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(DatasetRow, dataset_id)
+            if row is None:
+                raise NotFound(f"dataset_id: dataset {dataset_id!r} does not exist", field="dataset_id")
+            s.delete(row)

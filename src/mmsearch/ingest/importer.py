@@ -1,0 +1,113 @@
+"""Validate, index and upsert items in batches; good items land, bad ones are reported, never lost silently."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmsearch.encoders.base import l2_normalise
+from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.validate import ItemError, ValidItem, validate_item
+from mmsearch.store.base import Record, Store
+from mmsearch.text import index_text
+
+MAX_REPORTED_ERRORS = 1_000
+
+
+@dataclass
+class ImportReport:
+    total: int = 0
+    inserted: int = 0
+    replaced: int = 0
+    rejected: int = 0
+    errors: list[ItemError] = field(default_factory=list)
+    errors_truncated: bool = False
+    seconds: float = 0.0
+    maintenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def imported(self) -> int:
+        return self.inserted + self.replaced
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "imported": self.imported,
+            "inserted": self.inserted,
+            "replaced": self.replaced,
+            "rejected": self.rejected,
+            "errors": [e.as_dict() for e in self.errors],
+            "errors_truncated": self.errors_truncated,
+            "seconds": round(self.seconds, 3),
+            "items_per_second": round(self.imported / self.seconds, 1) if self.seconds else None,
+        }
+
+
+def searchable_text(info: DatasetInfo, doc: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for spec in info.schema.searchable:
+        value = doc.get(spec.name)
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts.extend(v for v in value if isinstance(v, str))
+    return index_text(parts)
+
+
+def to_record(info: DatasetInfo, item: ValidItem) -> Record:
+    vector = l2_normalise(np.asarray(item.vector, dtype=np.float32)) if item.vector is not None else None
+    return Record(id=item.id, doc=item.doc, text=searchable_text(info, item.doc), vector=vector)
+
+
+def import_items(
+    info: DatasetInfo,
+    items: Iterable[tuple[int, Any]],
+    store: Store,
+    batch_size: int = 1_000,
+    on_progress: Callable[[int], None] | None = None,
+    maintain: bool = True,
+) -> ImportReport:
+    """`items` yields (index, raw item or ItemError); `on_progress` gets the number processed per batch."""
+    report = ImportReport()
+    started = time.perf_counter()
+    batch: list[Record] = []
+
+    def reject(errors: list[ItemError]) -> None:
+        report.rejected += 1
+        room = MAX_REPORTED_ERRORS - len(report.errors)
+        report.errors.extend(errors[: max(room, 0)])
+        report.errors_truncated |= len(errors) > room
+
+    def flush(processed: int) -> None:
+        if batch:
+            result = store.upsert(info, batch)
+            report.inserted += result.inserted
+            report.replaced += result.replaced
+            batch.clear()
+        if on_progress:
+            on_progress(processed)
+
+    processed = 0
+    for index, raw in items:
+        report.total += 1
+        processed += 1
+        if isinstance(raw, ItemError):
+            reject([raw])
+        else:
+            valid, errors = validate_item(info.schema, raw, index, info.vector_dim)
+            if valid is None:
+                reject(errors)
+            else:
+                batch.append(to_record(info, valid))
+        if processed >= batch_size:
+            flush(processed)
+            processed = 0
+    flush(processed)
+    if maintain and report.imported:
+        report.maintenance = store.maintain(info)
+    report.seconds = time.perf_counter() - started
+    return report

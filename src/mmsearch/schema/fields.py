@@ -1,0 +1,192 @@
+"""Field types and schema rules; a schema that breaks a rule is refused at dataset creation."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mmsearch.errors import InvalidArgument
+
+SCALAR_TYPES = ("int32", "int64", "float", "bool", "string")
+ARRAY_TYPES = tuple(f"array<{t}>" for t in SCALAR_TYPES)
+OTHER_TYPES = ("object", "image", "video", "geo_point")
+ALL_TYPES = SCALAR_TYPES + ARRAY_TYPES + OTHER_TYPES
+NUMERIC_TYPES = ("int32", "int64", "float")
+INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+DATASET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DATASET_TYPES = ("image_text", "video")
+
+DEFAULT_MAX_LENGTH = 65_536  # characters of a string value
+DEFAULT_MAX_ITEMS = 1_024  # elements of an array value
+PRIMARY_KEY_MAX_LENGTH = 128
+IMAGE_REF_MAX_LENGTH = 14_000_000  # a data URI of a 10 MB image
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+    primary_key: bool = False
+    required: bool = False
+    searchable: bool = False
+    filterable: bool = False
+    sortable: bool = False
+    sortable_paths: tuple[str, ...] = ()
+    max_length: int | None = Field(default=None, ge=1)
+    max_items: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not FIELD_NAME.match(v):
+            raise ValueError("must match [A-Za-z_][A-Za-z0-9_]{0,63} (letters, digits, underscore)")
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str) -> str:
+        v = v.strip().lower().replace(" ", "")
+        if v not in ALL_TYPES:
+            raise ValueError(f"unknown type; use one of {', '.join(ALL_TYPES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _flags(self) -> FieldSpec:
+        t = self.type
+        if self.primary_key and t not in ("string", "int32", "int64"):
+            raise ValueError("primary_key must be a string, int32 or int64 field")
+        if self.searchable and t not in ("string", "array<string>"):
+            raise ValueError("searchable applies to string and array<string> fields only")
+        if self.filterable and t not in SCALAR_TYPES + ARRAY_TYPES:
+            raise ValueError("filterable applies to int32, int64, float, bool, string and array<...> fields")
+        if self.sortable and t not in SCALAR_TYPES:
+            raise ValueError("sortable applies to int32, int64, float, bool and string fields")
+        if self.sortable_paths and t not in ("object", "image"):
+            raise ValueError("sortable_paths applies to object fields only")
+        for path in self.sortable_paths:
+            if not all(FIELD_NAME.match(p) for p in path.split(".")):
+                raise ValueError(f"sortable_paths entry {path!r} must be dot-separated field names")
+        return self
+
+    @property
+    def is_array(self) -> bool:
+        return self.type.startswith("array<")
+
+    @property
+    def element_type(self) -> str:
+        return self.type[6:-1] if self.is_array else self.type
+
+    @property
+    def value_max_length(self) -> int:
+        if self.primary_key:
+            return min(self.max_length or PRIMARY_KEY_MAX_LENGTH, PRIMARY_KEY_MAX_LENGTH)
+        if self.type in ("image", "video"):
+            return self.max_length or IMAGE_REF_MAX_LENGTH
+        return self.max_length or DEFAULT_MAX_LENGTH
+
+    @property
+    def value_max_items(self) -> int:
+        return self.max_items or DEFAULT_MAX_ITEMS
+
+
+class DatasetSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fields: tuple[FieldSpec, ...]
+
+    @model_validator(mode="after")
+    def _rules(self) -> DatasetSchema:
+        if not self.fields:
+            raise ValueError("a schema needs at least one field")
+        seen: set[str] = set()
+        for f in self.fields:
+            if f.name in seen:
+                raise ValueError(f"duplicate field name {f.name!r}")
+            seen.add(f.name)
+        pks = [f.name for f in self.fields if f.primary_key]
+        if len(pks) != 1:
+            raise ValueError(f"exactly one field must be primary_key (found {len(pks)})")
+        return self
+
+    @property
+    def primary_key(self) -> FieldSpec:
+        return next(f for f in self.fields if f.primary_key)
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+    @property
+    def searchable(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.searchable]
+
+    @property
+    def filterable(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.filterable]
+
+    @property
+    def images(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.type == "image"]
+
+    def sortable_keys(self) -> list[str]:
+        keys = [f.name for f in self.fields if f.sortable or (f.primary_key and f.type in SCALAR_TYPES)]
+        keys += [f"{f.name}.{p}" for f in self.fields for p in f.sortable_paths]
+        return keys
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def parse_schema(raw: Any) -> DatasetSchema:
+    """Validate a schema given as JSON; the error names the offending field and rule."""
+    try:
+        return DatasetSchema.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _location(err["loc"]) or "schema"
+        if err["loc"] and err["loc"][0] == "fields" and len(err["loc"]) > 1 and isinstance(raw, dict):
+            try:
+                name = raw["fields"][err["loc"][1]].get("name")
+                where = f"{where} ({name})" if name else where
+            except (KeyError, IndexError, TypeError, AttributeError):
+                pass
+        msg = err["msg"].removeprefix("Value error, ")
+        raise InvalidArgument(f"schema: {where}: {msg}", field=where) from None
+
+
+DatasetType = Literal["image_text", "video"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the store and the pipeline need to know about a dataset."""
+
+    id: str
+    type: DatasetType
+    schema: DatasetSchema
+    vector_dim: int
+
+
+def check_dataset_id(dataset_id: str) -> str:
+    if not isinstance(dataset_id, str) or not DATASET_ID.match(dataset_id):
+        raise InvalidArgument(
+            f"dataset_id: {dataset_id!r} must match [A-Za-z0-9_-]{{1,64}}", field="dataset_id"
+        )
+    return dataset_id
+
+
+def check_dataset_type(dataset_type: str) -> DatasetType:
+    if dataset_type not in DATASET_TYPES:
+        raise InvalidArgument(
+            f"type: {dataset_type!r} is not a dataset type; use image_text or video", field="type"
+        )
+    return dataset_type  # type: ignore[return-value]

@@ -1,0 +1,101 @@
+"""plan -> recall -> fuse -> sort -> page. Knows no HTTP: the APIs translate into SearchRequest."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmsearch.encoders.base import Encoder, l2_normalise
+from mmsearch.errors import InvalidArgument
+from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.filters import Filter, parse_filter
+from mmsearch.search.fuse import fuse
+from mmsearch.search.order import check_sort, page, project, sort_hits
+from mmsearch.search.types import SearchOptions, SearchRequest, SearchResult
+from mmsearch.store.base import Candidate, Store
+from mmsearch.text import tokenize_query
+
+
+@dataclass
+class Plan:
+    where: Filter | None
+    tokens: list[str]
+    vector: np.ndarray | None
+    unavailable: list[str]
+
+
+def plan(req: SearchRequest, info: DatasetInfo, encoder: Encoder | None) -> Plan:
+    """Check the request against the dataset and decide what each channel will look for."""
+    text = (req.text or "").strip()
+    if not text and req.vector is None and req.image is None:
+        raise InvalidArgument("query: text or image is required", field="query")
+    if isinstance(req.page_number, bool) or not isinstance(req.page_number, int) or req.page_number < 1:
+        raise InvalidArgument("page_number: must be an integer >= 1", field="page_number")
+    if isinstance(req.page_size, bool) or not isinstance(req.page_size, int) or req.page_size < 1:
+        raise InvalidArgument("page_size: must be an integer >= 1", field="page_size")
+    check_sort(info.schema, req.sort_by, req.sort_order)
+    where = parse_filter(req.filter, info.schema)
+
+    tokens = tokenize_query(text) if text and "text" in req.channels else []
+    vector: np.ndarray | None = None
+    unavailable: list[str] = []
+    if "vlm" in req.channels:
+        if req.vector is not None:
+            vector = _query_vector(req.vector, info.vector_dim)
+        elif encoder is None:
+            unavailable.append("vlm")
+        elif encoder.dim != info.vector_dim:
+            raise InvalidArgument(
+                f"encoder {encoder.model_id} gives {encoder.dim}-d vectors; dataset {info.id!r} stores "
+                f"{info.vector_dim}-d", field="dataset_id"
+            )
+        elif req.image is not None:
+            vector = encoder.encode_image([req.image])[0]
+        elif text:
+            vector = encoder.encode_text([text])[0]
+    return Plan(where=where, tokens=tokens, vector=vector, unavailable=unavailable)
+
+
+def _query_vector(v: np.ndarray, dim: int) -> np.ndarray:
+    arr = np.asarray(v, dtype=np.float32).reshape(-1)
+    if arr.shape[0] != dim:
+        raise InvalidArgument(f"query.vector: expected {dim} dimensions, got {arr.shape[0]}", field="query.vector")
+    if not np.isfinite(arr).all() or not arr.any():
+        raise InvalidArgument("query.vector: must be finite and not all zeros", field="query.vector")
+    return l2_normalise(arr)
+
+
+def recall(p: Plan, info: DatasetInfo, store: Store, k: int) -> dict[str, list[Candidate]]:
+    out: dict[str, list[Candidate]] = {}
+    if p.tokens:
+        out["text"] = store.text_search(info, p.tokens, k, p.where)
+    if p.vector is not None:
+        out["vlm"] = store.vector_search(info, p.vector, k, p.where)
+    return out
+
+
+def search(
+    req: SearchRequest,
+    info: DatasetInfo,
+    store: Store,
+    encoder: Encoder | None = None,
+    options: SearchOptions | None = None,
+) -> SearchResult:
+    started = time.perf_counter()
+    options = options or SearchOptions()
+    p = plan(req, info, encoder)
+    recalled = recall(p, info, store, options.recall_size)
+    hits = fuse(recalled, options)
+    hits = sort_hits(hits, req.sort_by, req.sort_order)
+    shown = page(hits, req.page_number, req.page_size)
+    for hit in shown:
+        hit.fields = project(hit.fields, req.output_fields)
+    return SearchResult(
+        hits=shown,
+        total_items=len(hits),
+        channels=list(recalled),
+        unavailable=p.unavailable,
+        took_ms=(time.perf_counter() - started) * 1000,
+    )

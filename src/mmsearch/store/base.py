@@ -1,0 +1,62 @@
+"""The Store protocol: plain data in, plain data out. It knows schemas, not models or HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.filters import Filter
+
+
+@dataclass
+class Record:
+    """One item as stored: its display document, its index text (already tokenised) and its vector."""
+
+    id: str
+    doc: dict[str, Any]
+    text: str = ""
+    vector: np.ndarray | None = None
+
+
+@dataclass
+class Candidate:
+    """A channel's hit: `score` is BM25 for text and cosine similarity for vectors."""
+
+    id: str
+    score: float
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    inserted: int
+    replaced: int
+
+
+class Store(Protocol):
+    def create(self, info: DatasetInfo) -> None: ...
+
+    def drop(self, dataset_id: str) -> None: ...
+
+    def exists(self, dataset_id: str) -> bool: ...
+
+    def upsert(self, info: DatasetInfo, records: list[Record]) -> UpsertResult: ...
+
+    def delete(self, info: DatasetInfo, ids: list[str]) -> int: ...
+
+    def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]: ...
+
+    def count(self, info: DatasetInfo, where: Filter | None = None) -> int: ...
+
+    def text_search(
+        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None
+    ) -> list[Candidate]: ...
+
+    def vector_search(
+        self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None
+    ) -> list[Candidate]: ...
+
+    def maintain(self, info: DatasetInfo) -> dict[str, Any]: ...

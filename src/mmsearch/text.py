@@ -1,0 +1,59 @@
+"""Tokenisation shared by indexing and querying: jieba for CJK, lower-cased words for everything else.
+
+Documents are indexed as words plus single CJK characters, so a one-character query (鞋) still finds
+运动鞋; queries use words only, so a multi-character query is not drowned by unrelated characters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from functools import lru_cache
+
+import jieba
+
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_RUNS = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
+_IS_CJK = re.compile(rf"[{_CJK}]")
+
+
+def normalize(text: str) -> str:
+    """NFKC folds full-width forms (ＡＢＣ１２３, ，) to their half-width twins; then lower-case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+@lru_cache(maxsize=1)
+def _jieba() -> jieba.Tokenizer:
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    return tokenizer
+
+
+def _tokens(text: str, *, unigrams: bool) -> list[str]:
+    out: list[str] = []
+    for run in _RUNS.findall(normalize(text)):
+        if not _IS_CJK.match(run):
+            out.append(run)
+            continue
+        words = [w for w in _jieba().cut_for_search(run) if w.strip()]
+        out.extend(words)
+        if unigrams:
+            out.extend(ch for ch in run if not any(w == ch for w in words))
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Index-side tokens: words (search-mode segmentation) plus every CJK character once per occurrence."""
+    return _tokens(text, unigrams=True)
+
+
+def tokenize_query(text: str) -> list[str]:
+    """Query-side tokens: words only, deduplicated in order."""
+    return list(dict.fromkeys(_tokens(text, unigrams=False)))
+
+
+def index_text(parts: list[str]) -> str:
+    """The whitespace-joined token stream stored in the full-text column."""
+    return " ".join(tok for part in parts for tok in tokenize(part))
