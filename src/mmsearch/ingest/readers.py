@@ -77,7 +77,8 @@ def _json(path: Path) -> Iterator[Record]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"file: {path.name}: invalid JSON at line {exc.lineno}: {exc.msg}", field="file") from None
+        where = f"file: {path.name}: invalid JSON at line {exc.lineno}"
+        raise InvalidArgument(f"{where}: {exc.msg}", field="file") from None
     if isinstance(data, dict) and isinstance(data.get("items"), list):
         data = data["items"]
     if not isinstance(data, list):

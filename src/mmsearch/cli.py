@@ -1,0 +1,339 @@
+"""The `mmsearch` command line. With --json a command prints exactly one JSON value on stdout;
+progress bars and messages go to stderr, so scripts can pipe the output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mmsearch.config import Settings, get_settings
+from mmsearch.core import MMSearch
+from mmsearch.errors import InvalidArgument, MMSearchError
+from mmsearch.ingest import ImportReport, count_items
+from mmsearch.schema.fields import DatasetInfo
+from mmsearch.search import SearchRequest, SearchResult
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="mmsearch: self-hosted multimodal search.")
+dataset_app = typer.Typer(no_args_is_help=True, help="Create, list, show and drop datasets.")
+app.add_typer(dataset_app, name="dataset")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+_state: dict[str, Any] = {}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON value on stdout, nothing else.")]
+
+
+@app.callback()
+def _main(
+    home: Annotated[
+        Path | None, typer.Option("--home", envvar="MMSEARCH_HOME", help="Data directory.", show_default=False)
+    ] = None,
+) -> None:
+    _state["settings"] = Settings(home=home) if home else get_settings()
+
+
+def engine() -> MMSearch:
+    if "engine" not in _state:
+        _state["engine"] = MMSearch(_state.get("settings") or get_settings())
+    return _state["engine"]
+
+
+def emit(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def errors(as_json: bool) -> Iterator[None]:
+    """Known errors become a one-line message (or a JSON error object) on stderr and exit code 1."""
+    try:
+        yield
+    except MMSearchError as exc:
+        if as_json:
+            sys.stderr.write(json.dumps({"error": exc.as_dict()}, ensure_ascii=False) + "\n")
+        else:
+            err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def dataset_dict(info: DatasetInfo, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    out_: dict[str, Any] = {
+        "id": info.id,
+        "type": info.type,
+        "vector_dim": info.vector_dim,
+        "schema": info.schema.model_dump(mode="json", exclude_defaults=True),
+    }
+    if stats is not None:
+        out_["stats"] = stats
+    return out_
+
+
+# -- datasets -------------------------------------------------------------------------------------------
+@dataset_app.command("create")
+def dataset_create(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID", help="[A-Za-z0-9_-]{1,64}")],
+    schema: Annotated[Path, typer.Option("--schema", help="Schema JSON file.", exists=True, dir_okay=False)],
+    type_: Annotated[str, typer.Option("--type", help="image_text or video.")] = "image_text",
+    dim: Annotated[int | None, typer.Option("--dim", help="Embedding dimension (default: the encoder's).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a dataset from a schema file."""
+    with errors(as_json):
+        try:
+            raw = json.loads(schema.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            err.print(f"[red]error:[/] schema: {schema} is not valid JSON: {exc.msg} (line {exc.lineno})")
+            raise typer.Exit(1) from None
+        info = engine().create_dataset(dataset_id, raw, type=type_, vector_dim=dim)
+    if as_json:
+        emit(dataset_dict(info))
+    else:
+        out.print(f"created dataset [bold]{info.id}[/] ({info.type}, {len(info.schema.fields)} fields)")
+
+
+@dataset_app.command("list")
+def dataset_list(as_json: JsonFlag = False) -> None:
+    """List datasets with their item counts."""
+    with errors(as_json):
+        mm = engine()
+        rows = [(info, mm.store.count(info)) for info in mm.datasets()]
+    if as_json:
+        emit([{**dataset_dict(info), "items": n} for info, n in rows])
+        return
+    table = Table("id", "type", "items", "fields", "vector_dim")
+    for info, n in rows:
+        table.add_row(info.id, info.type, str(n), str(len(info.schema.fields)), str(info.vector_dim))
+    out.print(table if rows else "no datasets yet: mmsearch dataset create ID --schema schema.json")
+
+
+@dataset_app.command("show")
+def dataset_show(dataset_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
+    """Show a dataset's schema, size and indexes."""
+    with errors(as_json):
+        mm = engine()
+        info = mm.dataset(dataset_id)
+        stats = mm.stats(dataset_id)
+    if as_json:
+        emit(dataset_dict(info, stats))
+        return
+    out.print(f"[bold]{info.id}[/] ({info.type}) — {stats['rows']} items, {stats['vectors']} with vectors, "
+              f"version {stats['version']}")
+    table = Table("field", "type", "flags")
+    for f in info.schema.fields:
+        flags = [k for k in ("primary_key", "required", "searchable", "filterable", "sortable") if getattr(f, k)]
+        flags += [f"sortable_paths={','.join(f.sortable_paths)}"] if f.sortable_paths else []
+        table.add_row(f.name, f.type, " ".join(flags))
+    out.print(table)
+    out.print("indexes: " + (", ".join(f"{c} ({k})" for c, k in stats["indexes"].items()) or "none yet"))
+
+
+@dataset_app.command("drop")
+def dataset_drop(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete a dataset and all its items."""
+    with errors(as_json):
+        mm = engine()
+        mm.dataset(dataset_id)
+        if not yes and not typer.confirm(f"Drop dataset {dataset_id!r} and all its items?", err=True):
+            raise typer.Exit(1)
+        mm.drop_dataset(dataset_id)
+    if as_json:
+        emit({"id": dataset_id, "dropped": True})
+    else:
+        out.print(f"dropped dataset [bold]{dataset_id}[/]")
+
+
+# -- items ----------------------------------------------------------------------------------------------
+def print_report(report: ImportReport) -> None:
+    rate = f"{report.imported / report.seconds:,.0f} items/s" if report.seconds else ""
+    out.print(f"imported {report.imported} ({report.inserted} new, {report.replaced} replaced), "
+              f"rejected {report.rejected}, in {report.seconds:.1f}s {rate}")
+    if report.errors:
+        table = Table("index", "id", "field", "rule", "message", title="rejected items")
+        for e in report.errors[:20]:
+            table.add_row(str(e.index), e.id or "", e.field or "", e.rule, e.message)
+        out.print(table)
+        if len(report.errors) > 20 or report.errors_truncated:
+            out.print(f"… {report.rejected} items rejected in all; --json lists up to 1000 errors")
+
+
+def import_with_progress(mm: MMSearch, dataset_id: str, file: Path, batch_size: int, quiet: bool) -> ImportReport:
+    """A Rich progress bar with the item rate on stderr while the file imports."""
+    mm.dataset(dataset_id)
+    columns = [TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
+    with Progress(*columns, console=err, disable=quiet) as progress:
+        task = progress.add_task("import", total=count_items(file), rate="")
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            done = progress.tasks[0]
+            if done.elapsed:
+                progress.update(task, rate=f"{done.completed / done.elapsed:,.0f} items/s")
+
+        return mm.import_file(dataset_id, file, batch_size=batch_size, on_progress=advance)
+
+
+@app.command("import")
+def import_(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help=".jsonl, .json, .csv or .parquet", exists=True, dir_okay=False)],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 1_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import items from a file (upsert by primary key). Exits non-zero when nothing was imported."""
+    with errors(as_json):
+        report = import_with_progress(engine(), dataset_id, file, batch_size, quiet=as_json)
+    if as_json:
+        emit(report.as_dict())
+    else:
+        print_report(report)
+    if report.imported == 0:
+        raise typer.Exit(1)
+
+
+@app.command("delete")
+def delete(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    ids: Annotated[str, typer.Option("--ids", help="Comma-separated primary keys.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete items by primary key."""
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    with errors(as_json):
+        deleted = engine().delete(dataset_id, wanted)
+    if as_json:
+        emit({"requested": len(wanted), "deleted": deleted})
+    else:
+        out.print(f"deleted {deleted} of {len(wanted)} ids")
+
+
+@app.command("get")
+def get(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    ids: Annotated[str, typer.Option("--ids", help="Comma-separated primary keys.")],
+) -> None:
+    """Print items by primary key as a JSON array (missing ids are left out)."""
+    with errors(False):
+        emit(engine().get(dataset_id, [i.strip() for i in ids.split(",") if i.strip()]))
+
+
+# -- search ---------------------------------------------------------------------------------------------
+def hit_dicts(result: SearchResult) -> list[dict[str, Any]]:
+    """Hits in the AI Search response shape."""
+    hits = []
+    for h in result.hits:
+        rerank: dict[str, Any] = {"is_reranked": h.is_reranked}
+        if h.rerank_score is not None:
+            rerank["rerank_score"] = h.rerank_score
+        hits.append({
+            "_id": h.id,
+            "display_fields": h.fields,
+            "score": h.score,
+            "recall_info": [{"recall_reason": c, "recall_score": s} for c, s in h.recall.items()],
+            "rerank_info": rerank,
+        })
+    return hits
+
+
+@app.command("search")
+def search_(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    text: Annotated[str, typer.Argument(help="Query text.")],
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Filter JSON (must, must_not, range, and, or).")
+    ] = None,
+    sort_by: Annotated[str | None, typer.Option("--sort-by")] = None,
+    sort_order: Annotated[str, typer.Option("--sort-order", help="asc or desc.")] = "desc",
+    page: Annotated[int, typer.Option("--page", min=1)] = 1,
+    size: Annotated[int, typer.Option("--size", min=1, max=100)] = 10,
+    output_fields: Annotated[str | None, typer.Option("--fields", help="Comma-separated display fields.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search a dataset: a table, or the hits as JSON with --json."""
+    with errors(as_json):
+        try:
+            parsed_filter = json.loads(filter_) if filter_ else None
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"filter: not valid JSON: {exc.msg}", field="filter") from None
+        request = SearchRequest(
+            text=text, filter=parsed_filter, sort_by=sort_by, sort_order=sort_order,  # type: ignore[arg-type]
+            page_number=page, page_size=size,
+            output_fields=[f.strip() for f in output_fields.split(",")] if output_fields else None,
+        )
+        mm = engine()
+        result = mm.search(dataset_id, request)
+        info = mm.dataset(dataset_id)
+    if as_json:
+        emit({"total_items": result.total_items, "search_results": hit_dicts(result)})
+        return
+    if "vlm" in result.unavailable:
+        err.print("[dim]vlm channel unavailable (no image model configured): text channel only[/]")
+    shown = [f.name for f in info.schema.searchable][:2] or [info.schema.primary_key.name]
+    if sort_by and sort_by not in shown:
+        shown.append(sort_by)
+    table = Table("#", "_id", "score", "recall", *shown, title=f"{result.total_items} matches, page {page}")
+    start = (page - 1) * size
+    for n, h in enumerate(result.hits, start=start + 1):
+        recall = " ".join(f"{c}={s:.2f}" for c, s in h.recall.items())
+        values = [_display(h.fields, f) for f in shown]
+        table.add_row(str(n), h.id, f"{h.score:.3f}", recall, *values)
+    out.print(table)
+
+
+def _display(fields: dict[str, Any], path: str) -> str:
+    value: Any = fields
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+# -- demo -----------------------------------------------------------------------------------------------
+SAMPLES = Path(__file__).resolve().parent / "samples"
+DEMO_QUERIES: list[tuple[str, dict[str, Any]]] = [
+    ("运动鞋", {}),
+    ("鞋", {"filter": {"op": "and", "conds": [
+        {"op": "must", "field": "sizes", "conds": [38]},
+        {"op": "range", "field": "price", "lt": 1000}]}, "sort_by": "price", "sort_order": "asc"}),
+    ("wireless headphones", {"sort_by": "product.rating"}),
+]
+
+
+@app.command("demo")
+def demo(
+    dataset_id: Annotated[str, typer.Option("--dataset", help="Name of the demo dataset.")] = "demo",
+    samples: Annotated[Path, typer.Option("--samples", help="Folder with products.jsonl and its schema.")] = SAMPLES,
+) -> None:
+    """Build a demo dataset from the shipped sample catalogue and run a few searches."""
+    with errors(False):
+        mm = engine()
+        if any(d.id == dataset_id for d in mm.datasets()):
+            mm.drop_dataset(dataset_id)
+        schema = json.loads((samples / "products.schema.json").read_text(encoding="utf-8"))
+        mm.create_dataset(dataset_id, schema)
+        print_report(import_with_progress(mm, dataset_id, samples / "products.jsonl", 1_000, quiet=False))
+        for text, extra in DEMO_QUERIES:
+            cli = f"mmsearch search {dataset_id} {json.dumps(text, ensure_ascii=False)}"
+            if "filter" in extra:
+                cli += f" --filter '{json.dumps(extra['filter'], ensure_ascii=False)}'"
+            if "sort_by" in extra:
+                cli += f" --sort-by {extra['sort_by']} --sort-order {extra.get('sort_order', 'desc')}"
+            out.print(f"\n[bold]$ {cli} --size 5[/]")
+            result = mm.search(dataset_id, SearchRequest(text=text, page_size=5, **extra))
+            for n, h in enumerate(result.hits, start=1):
+                sort_note = f"  {extra['sort_by']}={_display(h.fields, extra['sort_by'])}" if "sort_by" in extra else ""
+                out.print(f"  {n}. {h.id}  {h.score:.3f}  {h.fields.get('title')}{sort_note}")
+            out.print(f"  ({result.total_items} matches)")
+    out.print(f"\nData lives in {mm.settings.home.resolve()}. Try: mmsearch dataset show {dataset_id}")
