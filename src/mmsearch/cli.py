@@ -39,6 +39,7 @@ def _main(
         Path | None, typer.Option("--home", envvar="MMSEARCH_HOME", help="Data directory.", show_default=False)
     ] = None,
 ) -> None:
+    _state.clear()
     _state["settings"] = Settings(home=home) if home else get_settings()
 
 
