@@ -18,7 +18,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS
+from lancedb.index import FTS, Bitmap, BTree, LabelList
 
 from mmsearch.errors import AlreadyExists, NotFound
 from mmsearch.schema.fields import DatasetInfo, FieldSpec
@@ -91,7 +91,11 @@ class LanceStore:
     def create(self, info: DatasetInfo) -> None:
         if self.exists(info.id):
             raise AlreadyExists(f"dataset_id: table {info.id!r} already exists in the store", field="dataset_id")
-        self._tables[info.id] = self.db.create_table(info.id, schema=arrow_schema(info))
+        table = self.db.create_table(info.id, schema=arrow_schema(info))
+        # Built on the empty table, so text search and filters work from the first row on, even if an
+        # import dies before its closing maintain(); rows added later are searched unindexed until then.
+        self._ensure_indexes(table, info)
+        self._tables[info.id] = table
 
     def drop(self, dataset_id: str) -> None:
         with self._lock:
@@ -181,7 +185,7 @@ class LanceStore:
         self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None
     ) -> list[Candidate]:
         table = self._table(info)
-        if not tokens or not self._has_index(table, "_text"):
+        if not tokens:
             return []
         query = table.search(" ".join(tokens), query_type="fts", fts_columns="_text")
         if where is not None:
@@ -223,6 +227,25 @@ class LanceStore:
     def _has_index(self, table: Any, column: str) -> bool:
         return column in self._indexes(table)
 
+    def _ensure_indexes(self, table: Any, info: DatasetInfo) -> dict[str, str]:
+        """The full-text index and one scalar index per filterable field, where missing."""
+        indexes = self._indexes(table)
+        made: dict[str, str] = {}
+        if "_text" not in indexes:
+            fts = FTS(
+                base_tokenizer="whitespace", lower_case=False, stem=False, remove_stop_words=False,
+                ascii_folding=False, with_position=False, max_token_length=None,
+            )
+            table.create_index("_text", config=fts)
+            made["_text"] = "FTS"
+        for f in info.schema.filterable:
+            col = f"f_{f.name}"
+            if col not in indexes:
+                config = LabelList() if f.is_array else (Bitmap() if f.type == "bool" else BTree())
+                table.create_index(col, config=config)
+                made[col] = type(config).__name__
+        return made
+
     def maintain(self, info: DatasetInfo) -> dict[str, Any]:
         """Build missing indexes and fold new rows into existing ones; returns what it did."""
         table = self._table(info)
@@ -230,23 +253,8 @@ class LanceStore:
         rows = table.count_rows()
         if rows == 0:
             return done
+        done.update(self._ensure_indexes(table, info))
         indexes = self._indexes(table)
-        if "_text" not in indexes:
-            table.create_index(
-                "_text",
-                config=FTS(
-                    base_tokenizer="whitespace", lower_case=False, stem=False,
-                    remove_stop_words=False, ascii_folding=False, with_position=False,
-                    max_token_length=None,
-                ),
-            )
-            done["_text"] = "FTS"
-        for f in info.schema.filterable:
-            col = f"f_{f.name}"
-            if col not in indexes:
-                kind = "LABEL_LIST" if f.is_array else ("BITMAP" if f.type == "bool" else "BTREE")
-                table.create_scalar_index(col, index_type=kind)
-                done[col] = kind
         vectors = self.count_vectors(info)
         if "_vec" not in indexes and vectors >= self.ann.min_rows:
             partitions = max(1, int(math.sqrt(vectors)))
