@@ -93,7 +93,7 @@ def test_import_all_formats_and_partial_batches(cli, tmp_path, files):
     cli("dataset", "create", "shoes", "--schema", str(files["schema"]))
 
     as_json = tmp_path / "items.json"
-    as_json.write_text(json.dumps(ITEMS[:2] + [{"item_id": "B1", "title": "x", "status": "high"}]))
+    as_json.write_text(json.dumps([*ITEMS[:2], {"item_id": "B1", "title": "x", "status": "high"}]))
     report = json.loads(cli("import", "shoes", str(as_json), "--json").stdout)
     assert (report["inserted"], report["rejected"]) == (2, 1)
     assert report["errors"][0] | {"message": None} == {

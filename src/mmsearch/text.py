@@ -14,7 +14,8 @@ from functools import lru_cache
 import jieba
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_RUNS = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+")
+# CJK runs, letter runs and digit runs: "max90" is "max" + "90", like "Max 90"
+_RUNS = re.compile(rf"[{_CJK}]+|[^\W\d_{_CJK}]+|\d+")
 _IS_CJK = re.compile(rf"[{_CJK}]")
 
 

@@ -110,8 +110,12 @@ class DatasetSchema(BaseModel):
                 raise ValueError(f"duplicate field name {f.name!r}")
             seen.add(f.name)
         pks = [f.name for f in self.fields if f.primary_key]
-        if len(pks) != 1:
-            raise ValueError(f"exactly one field must be primary_key (found {len(pks)})")
+        if not pks:
+            raise ValueError("primary_key: no field is the primary key; exactly one field must set primary_key")
+        if len(pks) > 1:
+            raise ValueError(
+                f"primary_key: fields {', '.join(map(repr, pks))} are all primary keys; exactly one may be"
+            )
         return self
 
     @property
@@ -160,7 +164,8 @@ def parse_schema(raw: Any) -> DatasetSchema:
             except (KeyError, IndexError, TypeError, AttributeError):
                 pass
         msg = err["msg"].removeprefix("Value error, ")
-        raise InvalidArgument(f"schema: {where}: {msg}", field=where) from None
+        prefix = "schema" if where == "schema" else f"schema: {where}"
+        raise InvalidArgument(f"{prefix}: {msg}", field=where) from None
 
 
 DatasetType = Literal["image_text", "video"]
