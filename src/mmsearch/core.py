@@ -16,7 +16,7 @@ from typing import Any
 from mmsearch.catalog import Catalog
 from mmsearch.config import Settings, get_settings
 from mmsearch.encoders.base import Encoder
-from mmsearch.errors import InvalidArgument
+from mmsearch.errors import AlreadyExists, InvalidArgument
 from mmsearch.ingest import ImportReport, import_items, read_items
 from mmsearch.schema.fields import DatasetInfo, check_dataset_id, check_dataset_type, parse_schema
 from mmsearch.search import SearchOptions, SearchRequest, SearchResult, search
@@ -42,7 +42,7 @@ class MMSearch:
             schema=parse_schema(schema), vector_dim=dim,
         )
         if self.catalog.has_dataset(info.id):
-            self.catalog.add_dataset(info)  # raises AlreadyExists with the dataset named
+            raise AlreadyExists(f"dataset_id: dataset {info.id!r} already exists", field="dataset_id")
         self.store.drop(info.id)  # a table left behind by an interrupted create or drop
         self.store.create(info)
         try:
