@@ -134,6 +134,12 @@ class DatasetSchema(BaseModel):
         return [f for f in self.fields if f.filterable]
 
     @property
+    def columns(self) -> list[FieldSpec]:
+        """Fields an engine keeps in typed columns: filterable ones (filters) and sortable ones (sorting
+        candidates without reading whole documents)."""
+        return [f for f in self.fields if f.filterable or f.sortable]
+
+    @property
     def images(self) -> list[FieldSpec]:
         return [f for f in self.fields if f.type == "image"]
 

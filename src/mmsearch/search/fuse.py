@@ -32,7 +32,7 @@ def fuse(recalled: dict[str, list[Candidate]], options: SearchOptions) -> list[S
         for rank, cand in enumerate(recalled[channel], start=1):
             hit = hits.get(cand.id)
             if hit is None:
-                hit = hits[cand.id] = SearchHit(id=cand.id, fields=cand.doc, score=0.0)
+                hit = hits[cand.id] = SearchHit(id=cand.id, fields=dict(cand.values), score=0.0)
             hit.recall[channel] = normalised[cand.id]
             raw = normalised[cand.id] if channel == "text" else cand.score
             unclipped[cand.id] = unclipped.get(cand.id, 0.0) + weight * raw

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,11 +23,15 @@ class Record:
 
 @dataclass
 class Candidate:
-    """A channel's hit: `score` is BM25 for text and cosine similarity for vectors."""
+    """A channel's hit: `score` is BM25 for text and cosine similarity for vectors.
+
+    `values` holds only the fields the caller asked for (e.g. the sort field): candidates are many,
+    and whole documents are fetched later for the page that is shown.
+    """
 
     id: str
     score: float
-    doc: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,16 +51,20 @@ class Store(Protocol):
 
     def delete(self, info: DatasetInfo, ids: list[str]) -> int: ...
 
-    def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]: ...
+    def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
+        """Documents in the order of `ids`; missing ids are left out."""
+        ...
+
+    def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]: ...
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int: ...
 
     def text_search(
-        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None
+        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]: ...
 
     def vector_search(
-        self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None
+        self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]: ...
 
     def maintain(self, info: DatasetInfo) -> dict[str, Any]: ...

@@ -2,7 +2,9 @@
 
 Columns: `_id` (primary key as a string), `_doc` (the item as JSON, returned as display fields),
 `_text` (tokenised searchable text and, later, OCR text), `_vec` (item embedding, nullable) and one
-typed `f_<name>` column per filterable field, so filters run inside the engine before ranking.
+typed `f_<name>` column per filterable or sortable field, so filters run inside the engine before
+ranking and candidates can be sorted without reading their documents. A BTree index on `_id` makes
+fetching the documents of a page (and deletes and upserts) index lookups instead of scans.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, Bitmap, BTree, LabelList
+from lancedb.index import FTS, Bitmap, BTree, HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq, LabelList
 
 from mmsearch.errors import AlreadyExists, NotFound
 from mmsearch.schema.fields import DatasetInfo, FieldSpec
@@ -35,12 +37,17 @@ class AnnConfig:
     """When and how the vector index is built, and how hard a query searches it.
 
     Below `min_rows` vectors, search is exact (a flat scan is fast and has perfect recall there).
+    IVF_SQ (8-bit scalar quantisation, about sqrt(rows) partitions) was chosen by bench/engine.py on
+    clustered 512-d vectors: at 100k it builds ~10x faster than IVF_PQ (64 sub-vectors), whose codes
+    are too coarse there (recall@10 0.30 before re-ranking, so it needed refine_factor=10 and ~35 ms a
+    query); SQ reaches recall@10 ~0.97 unrefined. refine_factor=1 re-ranks the k returned rows with
+    exact distances, so fusion sees true cosine scores and the top 10 of the pipeline's k=200 are exact.
     """
 
     min_rows: int = 50_000
-    index_type: str = "IVF_PQ"
-    nprobes: int = 32
-    refine_factor: int = 10
+    index_type: str = "IVF_SQ"
+    nprobes: int = 16
+    refine_factor: int = 1
 
 
 def arrow_schema(info: DatasetInfo) -> pa.Schema:
@@ -50,7 +57,7 @@ def arrow_schema(info: DatasetInfo) -> pa.Schema:
         pa.field("_text", pa.string()),
         pa.field("_vec", pa.list_(pa.float32(), info.vector_dim)),
     ]
-    for f in info.schema.filterable:
+    for f in info.schema.columns:
         cols.append(pa.field(f"f_{f.name}", _arrow_type(f)))
     return pa.schema(cols)
 
@@ -131,7 +138,7 @@ class LanceStore:
                 mask[i] = False
         values = pa.array(flat.reshape(-1), type=pa.float32())
         data_vec = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(mask))
-        for f in info.schema.filterable:
+        for f in info.schema.columns:
             data[f"f_{f.name}"] = [r.doc.get(f.name) for r in records]
         arrays = [data_vec if name == "_vec" else pa.array(data[name], type=schema.field(name).type)
                   for name in schema.names]
@@ -165,14 +172,18 @@ class LanceStore:
         return deleted
 
     # -- reads ----------------------------------------------------------------------------------------
-    def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
+    def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]:
         table = self._table(info)
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start : start + _ID_CHUNK]
+            chunk = list(dict.fromkeys(ids[start : start + _ID_CHUNK]))
             rows = table.search().where(_in_ids(chunk)).select(["_id", "_doc"]).limit(len(chunk)).to_arrow()
             for i, d in zip(rows["_id"].to_pylist(), rows["_doc"].to_pylist(), strict=True):
                 found[i] = json.loads(d)
+        return found
+
+    def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
+        found = self.get_many(info, ids)
         return [found[i] for i in ids if i in found]
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int:
@@ -182,30 +193,30 @@ class LanceStore:
         return self._table(info).count_rows("_vec IS NOT NULL")
 
     def text_search(
-        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None
+        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]:
-        table = self._table(info)
         if not tokens:
             return []
-        query = table.search(" ".join(tokens), query_type="fts", fts_columns="_text")
+        query = self._table(info).search(" ".join(tokens), query_type="fts", fts_columns="_text")
         if where is not None:
             query = query.where(to_sql(where), prefilter=True)
-        rows = query.select(["_id", "_doc", "_score"]).limit(k).to_arrow()
-        return _candidates(rows, rows["_score"].to_numpy())
+        rows = query.select(["_id", "_score", *_value_columns(info, fields)]).limit(k).to_arrow()
+        return _candidates(info, rows, rows["_score"].to_numpy(), fields)
 
     def vector_search(
-        self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None
+        self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]:
         table = self._table(info)
         indexed = self._has_index(table, "_vec")
-        found = self._vector_query(table, vector, k, where, exact=not indexed)
+        found = self._vector_query(info, table, vector, k, where, exact=not indexed, fields=fields)
         if indexed and where is not None and len(found) < k:
             # A selective filter can leave the probed partitions short; rank the filtered rows exactly.
-            found = self._vector_query(table, vector, k, where, exact=True)
+            found = self._vector_query(info, table, vector, k, where, exact=True, fields=fields)
         return found
 
     def _vector_query(
-        self, table: Any, vector: np.ndarray, k: int, where: Filter | None, exact: bool
+        self, info: DatasetInfo, table: Any, vector: np.ndarray, k: int, where: Filter | None, exact: bool,
+        fields: tuple[str, ...] = (),
     ) -> list[Candidate]:
         query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="_vec").distance_type("cosine")
         if exact:
@@ -216,8 +227,8 @@ class LanceStore:
                 query = query.refine_factor(self.ann.refine_factor)
         if where is not None:
             query = query.where(to_sql(where), prefilter=True)
-        rows = query.select(["_id", "_doc", "_distance"]).limit(k).to_arrow()
-        return _candidates(rows, 1.0 - rows["_distance"].to_numpy())
+        rows = query.select(["_id", "_distance", *_value_columns(info, fields)]).limit(k).to_arrow()
+        return _candidates(info, rows, 1.0 - rows["_distance"].to_numpy(), fields)
 
     # -- maintenance ----------------------------------------------------------------------------------
     @staticmethod
@@ -228,9 +239,12 @@ class LanceStore:
         return column in self._indexes(table)
 
     def _ensure_indexes(self, table: Any, info: DatasetInfo) -> dict[str, str]:
-        """The full-text index and one scalar index per filterable field, where missing."""
+        """The `_id` index, the full-text index and one scalar index per filterable field, where missing."""
         indexes = self._indexes(table)
         made: dict[str, str] = {}
+        if "_id" not in indexes:
+            table.create_index("_id", config=BTree())
+            made["_id"] = "BTree"
         if "_text" not in indexes:
             fts = FTS(
                 base_tokenizer="whitespace", lower_case=False, stem=False, remove_stop_words=False,
@@ -257,13 +271,16 @@ class LanceStore:
         indexes = self._indexes(table)
         vectors = self.count_vectors(info)
         if "_vec" not in indexes and vectors >= self.ann.min_rows:
+            # ~sqrt(rows) partitions: with nprobes=16 a query scans ~16*sqrt(rows) codes, and a filter
+            # keeping 10% of rows still leaves enough of them for k=200 before the exact fallback.
             partitions = max(1, int(math.sqrt(vectors)))
-            sub_vectors = _sub_vectors(info.vector_dim)
-            table.create_index(
-                metric="cosine", vector_column_name="_vec", index_type=self.ann.index_type,
-                num_partitions=partitions, num_sub_vectors=sub_vectors,
-            )
-            done["_vec"] = f"{self.ann.index_type}(partitions={partitions}, sub_vectors={sub_vectors})"
+            options: dict[str, Any] = {"num_partitions": partitions}
+            if self.ann.index_type.endswith("PQ"):
+                options["num_sub_vectors"] = _sub_vectors(info.vector_dim)
+            kind = {"IVF_FLAT": IvfFlat, "IVF_SQ": IvfSq, "IVF_PQ": IvfPq, "IVF_HNSW_SQ": HnswSq,
+                    "IVF_HNSW_PQ": HnswPq}[self.ann.index_type]
+            table.create_index("_vec", config=kind(distance_type="cosine", **options))
+            done["_vec"] = f"{self.ann.index_type}({', '.join(f'{k}={v}' for k, v in options.items())})"
         # Folds rows written since the last build into every index and compacts small fragments.
         table.optimize(cleanup_older_than=timedelta(hours=1))
         return done
@@ -286,7 +303,24 @@ def _sub_vectors(dim: int) -> int:
     return dim
 
 
-def _candidates(rows: pa.Table, scores: np.ndarray) -> list[Candidate]:
+def _value_columns(info: DatasetInfo, fields: tuple[str, ...]) -> list[str]:
+    """Typed columns when every asked-for field has one; otherwise the documents."""
+    if not fields:
+        return []
+    column_names = {f.name for f in info.schema.columns}
+    if all(name in column_names for name in fields):
+        return [f"f_{name}" for name in fields]
+    return ["_doc"]
+
+
+def _candidates(info: DatasetInfo, rows: pa.Table, scores: np.ndarray, fields: tuple[str, ...]) -> list[Candidate]:
     ids = rows["_id"].to_pylist()
-    docs = rows["_doc"].to_pylist()
-    return [Candidate(i, float(s), json.loads(d)) for i, d, s in zip(ids, docs, scores, strict=True)]
+    if not fields:
+        return [Candidate(i, float(s)) for i, s in zip(ids, scores, strict=True)]
+    if "_doc" in rows.column_names:
+        docs = [json.loads(d) for d in rows["_doc"].to_pylist()]
+        values = [{name: doc[name] for name in fields if name in doc} for doc in docs]
+    else:
+        columns = {name: rows[f"f_{name}"].to_pylist() for name in fields}
+        values = [{name: columns[name][n] for name in fields if columns[name][n] is not None} for n in range(len(ids))]
+    return [Candidate(i, float(s), v) for i, s, v in zip(ids, scores, values, strict=True)]

@@ -57,5 +57,6 @@ def to_sql(f: Filter) -> str:
             test = f"array_has_any({col}, {_array_literal(f.values, f.type[6:-1])})"
         else:
             test = f"{col} IN ({', '.join(literal(v) for v in f.values)})"
-        return f"({col} IS NULL OR NOT {test})" if f.negate else f"({col} IS NOT NULL AND {test})"
+        # NULL IN (...) is NULL, so must already drops missing values; must_not has to let them pass
+        return f"({col} IS NULL OR NOT {test})" if f.negate else test
     raise TypeError(f"not a filter: {f!r}")
