@@ -88,7 +88,7 @@ def import_items(
             report.inserted += result.inserted
             report.replaced += result.replaced
             batch.clear()
-        if on_progress:
+        if on_progress and processed:
             on_progress(processed)
 
     processed = 0
