@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mmsearch needs Python >= 3.11")'
@@ -13,13 +13,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# CJK font for the OCR tests and the demo images (Debian); skipped with a note where apt is not ours to use.
+sysdeps:
+	@if [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; }; \
+	  else echo "note: install fonts-wqy-microhei (Debian) for the OCR tests"; fi; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/mmsearch demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: lint
+test: sysdeps lint
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
