@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.encoders.base import l2_normalise
+from mmsearch.ingest.images import ImageIndexer, ItemImages
 from mmsearch.schema.fields import DatasetInfo
 from mmsearch.schema.validate import ItemError, ValidItem, validate_item
 from mmsearch.store.base import Record, Store
@@ -26,6 +27,8 @@ class ImportReport:
     rejected: int = 0
     errors: list[ItemError] = field(default_factory=list)
     errors_truncated: bool = False
+    warnings: list[ItemError] = field(default_factory=list)  # imported items with a problem (e.g. an image)
+    images: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     maintenance: dict[str, Any] = field(default_factory=dict)
 
@@ -42,6 +45,8 @@ class ImportReport:
             "rejected": self.rejected,
             "errors": [e.as_dict() for e in self.errors],
             "errors_truncated": self.errors_truncated,
+            "warnings": [w.as_dict() for w in self.warnings],
+            "images": self.images,
             "seconds": round(self.seconds, 3),
             "items_per_second": round(self.imported / self.seconds, 1) if self.seconds else None,
         }
@@ -58,9 +63,18 @@ def searchable_text(info: DatasetInfo, doc: dict[str, Any]) -> str:
     return index_text(parts)
 
 
-def to_record(info: DatasetInfo, item: ValidItem) -> Record:
+def to_record(info: DatasetInfo, item: ValidItem, images: ItemImages | None = None) -> Record:
+    """A supplied `_vector` wins over image embeddings; OCR text joins the searchable text."""
+    text = searchable_text(info, item.doc)
     vector = l2_normalise(np.asarray(item.vector, dtype=np.float32)) if item.vector is not None else None
-    return Record(id=item.id, doc=item.doc, text=searchable_text(info, item.doc), vector=vector)
+    media: list[dict[str, Any]] = []
+    if images is not None:
+        if vector is None:
+            vector = images.vector
+        if images.ocr_text:
+            text = " ".join(t for t in (text, index_text([images.ocr_text])) if t)
+        media = images.media
+    return Record(id=item.id, doc=item.doc, text=text, vector=vector, media=media)
 
 
 def import_items(
@@ -70,11 +84,14 @@ def import_items(
     batch_size: int = 1_000,
     on_progress: Callable[[int], None] | None = None,
     maintain: bool = True,
+    images: ImageIndexer | None = None,
 ) -> ImportReport:
-    """`items` yields (index, raw item or ItemError); `on_progress` gets the number processed per batch."""
+    """`items` yields (index, raw item or ItemError); `on_progress` gets the number processed per batch.
+    With an `images` indexer, image fields are fetched, embedded and read (OCR) batch by batch."""
     report = ImportReport()
     started = time.perf_counter()
-    batch: list[Record] = []
+    batch: list[ValidItem] = []
+    indexer = images if images is not None and images.active else None
 
     def reject(errors: list[ItemError]) -> None:
         report.rejected += 1
@@ -84,7 +101,12 @@ def import_items(
 
     def flush(processed: int) -> None:
         if batch:
-            result = store.upsert(info, batch)
+            found = indexer.process(batch) if indexer else {}
+            for entry in found.values():
+                room = MAX_REPORTED_ERRORS - len(report.warnings)
+                report.warnings.extend(entry.warnings[: max(room, 0)])
+            records = [to_record(info, item, found.get(item.id)) for item in batch]
+            result = store.upsert(info, records)
             report.inserted += result.inserted
             report.replaced += result.replaced
             batch.clear()
@@ -102,11 +124,13 @@ def import_items(
             if valid is None:
                 reject(errors)
             else:
-                batch.append(to_record(info, valid))
+                batch.append(valid)
         if processed >= batch_size:
             flush(processed)
             processed = 0
     flush(processed)
+    if indexer:
+        report.images = indexer.stats.as_dict()
     if maintain and report.imported:
         report.maintenance = store.maintain(info)
     report.seconds = time.perf_counter() - started

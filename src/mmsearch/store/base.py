@@ -19,6 +19,7 @@ class Record:
     doc: dict[str, Any]
     text: str = ""
     vector: np.ndarray | None = None
+    media: list[dict[str, Any]] = field(default_factory=list)  # per-image metadata: size, hash, OCR text
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """LanceDB store: one table per dataset under `<home>/tables`, upserts via merge_insert (atomic per batch).
 
 Columns: `_id` (primary key as a string), `_doc` (the item as JSON, returned as display fields),
-`_text` (tokenised searchable text and, later, OCR text), `_vec` (item embedding, nullable) and one
+`_text` (tokenised searchable text and OCR text), `_media` (per-image size, hash and OCR text, JSON),
+`_vec` (item embedding, nullable) and one
 typed `f_<name>` column per filterable or sortable field, so filters run inside the engine before
 ranking and candidates can be sorted without reading their documents. A BTree index on `_id` makes
 fetching the documents of a page (and deletes and upserts) index lookups instead of scans.
@@ -55,6 +56,7 @@ def arrow_schema(info: DatasetInfo) -> pa.Schema:
         pa.field("_id", pa.string(), nullable=False),
         pa.field("_doc", pa.string()),
         pa.field("_text", pa.string()),
+        pa.field("_media", pa.string()),
         pa.field("_vec", pa.list_(pa.float32(), info.vector_dim)),
     ]
     for f in info.schema.columns:
@@ -128,6 +130,7 @@ class LanceStore:
             "_id": [r.id for r in records],
             "_doc": [json.dumps(r.doc, ensure_ascii=False, separators=(",", ":")) for r in records],
             "_text": [r.text for r in records],
+            "_media": [json.dumps(r.media, ensure_ascii=False) if r.media else None for r in records],
         }
         dim = info.vector_dim
         flat = np.zeros((len(records), dim), dtype=np.float32)
