@@ -123,3 +123,28 @@ def test_encoder_dimension_must_match(setup):
     _, info, _ = setup
     with pytest.raises(Exception, match="create the dataset with --dim 16"):
         ImageIndexer(info, Gallery(), encoder=HashingEncoder(16))
+
+
+def test_words_only_inside_an_image_find_the_item(setup):
+    from mmsearch.encoders.ocr import OcrEngine
+    from mmsearch.ingest import import_items
+    from render import render_text
+
+    mm, info, encoder = setup
+    banners = {
+        "ban:1": render_text(["春夏新款运动鞋"]),
+        "ban:2": render_text(["Wireless Headphones 2024"], size=(520, 100)),
+    }
+
+    def load(ref: str) -> LoadedImage:
+        img = banners[ref]
+        return LoadedImage(img, img.width, img.height, hashlib.sha256(img.tobytes()).hexdigest())
+
+    indexer = ImageIndexer(info, load, encoder=encoder, ocr=OcrEngine())
+    items = [{"item_id": "shoe", "title": "商品一", "images": "ban:1"},
+             {"item_id": "phones", "title": "商品二", "images": "ban:2"}]
+    report = import_items(info, enumerate(items), mm.store, images=indexer)
+    assert report.imported == 2 and report.images["ocr_chars"] > 10
+    for query, expected in (("运动鞋", "shoe"), ("headphones", "phones"), ("2024", "phones")):
+        hits = mm.search("g", SearchRequest(text=query, channels=("text",))).hits
+        assert [h.id for h in hits] == [expected], query
