@@ -1,0 +1,286 @@
+"""Download images over HTTP(S) with every limit an untrusted URL needs.
+
+One `Fetcher` (httpx, synchronous; `fetch_many` runs a thread pool) enforces: http/https only, the SSRF
+guard of `netguard` on every hop with the connection pinned to the checked address, redirects followed by
+hand (so each hop is checked and counted), connect/read timeouts plus a total deadline, a byte cap
+(Content-Length refused early, the stream aborted past the cap), magic-byte sniffing (the header's
+Content-Type is not trusted), retries with exponential backoff for timeouts, connection errors and 5xx
+(never 4xx), and a per-host concurrency limit shared by all threads using the fetcher.
+
+httpx is used with `trust_env=False`: an environment proxy would make the pinned address meaningless.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from mmsearch import __version__
+from mmsearch.media.errors import FetchError, UnsafeURL
+from mmsearch.media.netguard import IPAddress, IPNetwork, Target, parse_networks, resolve_target
+from mmsearch.media.sniff import SNIFF_BYTES, sniff_image_format
+
+USER_AGENT = f"mmsearch/{__version__} (+https://github.com/mmsearch)"
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Every knob of the fetcher; the defaults suit fetching user-supplied image URLs from the internet."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    total_timeout: float = 60.0  # whole download of one hop, so a slow drip cannot hold a worker forever
+    max_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 5
+    retries: int = 2  # extra attempts after the first, for timeouts, connection errors and 5xx
+    backoff: float = 0.5  # seconds before the first retry; doubles each time
+    max_backoff: float = 8.0
+    per_host: int = 4  # concurrent requests to one host (name as written in the URL)
+    allow_private: bool = False  # True admits loopback/private/link-local... (trusted networks only)
+    allowed_networks: tuple[str, ...] = ()  # e.g. ("127.0.0.1/32",): admitted even when not public
+    user_agent: str = USER_AGENT
+    verify_tls: bool | str = True  # False disables checks; a path is a CA bundle to trust (private CAs)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str  # as asked
+    final_url: str  # after redirects
+    status: int
+    content_type: str | None  # as the server declared it (informational only)
+    data: bytes
+    format: str  # sniffed from the bytes: jpeg, png, ...
+    redirects: int = 0
+    attempts: int = 1
+
+
+@dataclass
+class FetchOutcome:
+    """One item of `fetch_many`: a result or the error that stopped it."""
+
+    url: str
+    result: FetchResult | None = None
+    error: Exception | None = field(default=None)
+
+
+class _HostLimiter:
+    """A bounded semaphore per host, created on first use and shared by all threads."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(1, limit)
+        self._lock = threading.Lock()
+        self._sems: dict[str, threading.BoundedSemaphore] = {}
+
+    def get(self, host: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            sem = self._sems.get(host)
+            if sem is None:
+                sem = self._sems[host] = threading.BoundedSemaphore(self._limit)
+            return sem
+
+
+def _pinned_url(target: Target, address: IPAddress) -> str:
+    """The URL with its host replaced by a checked IP, so the connection goes exactly there."""
+    parts = urlsplit(target.url)
+    ip = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    return urlunsplit((parts.scheme, f"{ip}:{target.port}", parts.path or "/", parts.query, ""))
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _host_header(target: Target) -> str:
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    default = 443 if target.scheme == "https" else 80
+    return host if target.port == default else f"{host}:{target.port}"
+
+
+class Fetcher:
+    """Thread-safe image downloader; reuse one per process so connection pools and host limits are shared."""
+
+    def __init__(self, config: FetchConfig | None = None) -> None:
+        self.config = config or FetchConfig()
+        self._networks: tuple[IPNetwork, ...] = parse_networks(self.config.allowed_networks)
+        self._limiter = _HostLimiter(self.config.per_host)
+        c = self.config
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(connect=c.connect_timeout, read=c.read_timeout, write=c.read_timeout, pool=None),
+            follow_redirects=False,
+            trust_env=False,
+            verify=ssl.create_default_context(cafile=c.verify_tls) if isinstance(c.verify_tls, str) else c.verify_tls,
+            headers={"User-Agent": c.user_agent, "Accept": "image/*"},
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def fetch(self, url: str, field: str = "url") -> FetchResult:
+        """Download one image; raises UnsafeURL (refused, nothing sent) or FetchError (download failed)."""
+        current = url
+        attempts_total = 0
+        for hop in range(self.config.max_redirects + 1):
+            target = resolve_target(current, self.config.allow_private, self._networks, field)
+            status, headers, data, attempts = self._get_with_retries(target, field)
+            attempts_total += attempts
+            if status in REDIRECT_CODES:
+                location = headers.get("location")
+                if not location:
+                    raise FetchError(
+                        f"{field}: HTTP {status} redirect without a Location header", field, current, status
+                    )
+                current = urljoin(current, location)
+                continue
+            if status >= 400:
+                raise FetchError(f"{field}: HTTP {status} from {current}", field, current, status)
+            fmt = sniff_image_format(data[:SNIFF_BYTES])
+            if fmt is None:  # pragma: no cover - _download already refused it
+                raise FetchError(f"{field}: response from {current} is not an image", field, current, status)
+            return FetchResult(
+                url=url,
+                final_url=current,
+                status=status,
+                content_type=headers.get("content-type"),
+                data=data,
+                format=fmt,
+                redirects=hop,
+                attempts=attempts_total,
+            )
+        raise FetchError(
+            f"{field}: more than {self.config.max_redirects} redirects (last: {current})", field, current, None
+        )
+
+    def fetch_many(self, urls: Sequence[str], concurrency: int = 16) -> list[FetchOutcome]:
+        """Fetch many URLs in parallel (per-host limit still applies); errors are returned per URL, not raised."""
+
+        def one(u: str) -> FetchOutcome:
+            try:
+                return FetchOutcome(u, result=self.fetch(u))
+            except (FetchError, UnsafeURL) as exc:
+                return FetchOutcome(u, error=exc)
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            return list(pool.map(one, urls))
+
+    def _get_with_retries(self, target: Target, field: str) -> tuple[int, httpx.Headers, bytes, int]:
+        c = self.config
+        last: FetchError | None = None
+        for attempt in range(c.retries + 1):
+            if attempt:
+                time.sleep(min(c.max_backoff, c.backoff * (2 ** (attempt - 1))))
+            try:
+                status, headers, data = self._download(target, field)
+            except httpx.TimeoutException as exc:
+                last = FetchError(f"{field}: timed out fetching {target.url} ({type(exc).__name__})", field, target.url)
+                continue
+            except httpx.TransportError as exc:
+                last = FetchError(f"{field}: connection failed for {target.url}: {exc}", field, target.url)
+                if _is_certificate_error(exc):  # will not change on a retry
+                    raise last from exc
+                continue
+            if status >= 500:
+                last = FetchError(f"{field}: HTTP {status} from {target.url}", field, target.url, status)
+                continue
+            return status, headers, data, attempt + 1
+        assert last is not None
+        last.message = f"{last.message} (after {c.retries + 1} attempts)"
+        last.args = (last.message,)
+        raise last
+
+    def _download(self, target: Target, field: str) -> tuple[int, httpx.Headers, bytes]:
+        """One request to the pinned address; the body is read only for a final 2xx answer."""
+        c = self.config
+        with self._limiter.get(target.host):
+            response, request = self._connect(target)
+            try:
+                status = response.status_code
+                if status in REDIRECT_CODES or status >= 400:
+                    return status, response.headers, b""
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > c.max_bytes:
+                    raise FetchError(
+                        f"{field}: {target.url} declares {declared} bytes, over the limit of {c.max_bytes}",
+                        field,
+                        target.url,
+                        status,
+                    )
+                deadline = time.monotonic() + c.total_timeout
+                chunks: list[bytes] = []
+                size = 0
+                sniffed = False
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > c.max_bytes:
+                        raise FetchError(
+                            f"{field}: {target.url} sent more than the limit of {c.max_bytes} bytes",
+                            field,
+                            target.url,
+                            status,
+                        )
+                    chunks.append(chunk)
+                    if not sniffed and size >= SNIFF_BYTES:
+                        self._check_sniff(b"".join(chunks), target, field, response)
+                        sniffed = True
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout(f"download took longer than {c.total_timeout}s", request=request)
+                data = b"".join(chunks)
+                if not sniffed:
+                    self._check_sniff(data, target, field, response)
+                return status, response.headers, data
+            finally:
+                response.close()
+
+    def _connect(self, target: Target) -> tuple[httpx.Response, httpx.Request]:
+        """Send the request to the first checked address that accepts a connection (never to an unchecked one)."""
+        error: httpx.ConnectError | None = None
+        for address in target.ips or (target.ip,):
+            request = self._client.build_request(
+                "GET",
+                _pinned_url(target, address),
+                headers={"Host": _host_header(target)},
+                extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
+            )
+            try:
+                return self._client.send(request, stream=True), request
+            except httpx.ConnectError as exc:
+                error = exc
+        assert error is not None
+        raise error
+
+    @staticmethod
+    def _check_sniff(head: bytes, target: Target, field: str, response: httpx.Response) -> None:
+        if sniff_image_format(head[:SNIFF_BYTES]) is None:
+            ctype = response.headers.get("content-type", "(none)")
+            raise FetchError(
+                f"{field}: {target.url} is not an image: the bytes match no supported image signature "
+                f"(declared Content-Type {ctype})",
+                field,
+                target.url,
+                response.status_code,
+            )
+
+
+def fetch_all(urls: Iterable[str], config: FetchConfig | None = None, concurrency: int = 16) -> list[FetchOutcome]:
+    """Convenience: a one-off fetcher for a batch."""
+    with Fetcher(config) as f:
+        return f.fetch_many(list(urls), concurrency)
