@@ -7,6 +7,13 @@ that write get their own `mm` on a fresh `tmp_path`.
 
 from __future__ import annotations
 
+import os
+
+# Tests never reach a model hub: engines built without an explicit encoder load no CLIP model, and any
+# hub lookup stays in the local cache. Tests that want a model pass one (tiny ONNX exports, see tiny_clip).
+os.environ.setdefault("MMSEARCH_CLIP_MODEL", "none")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import copy
 from collections.abc import Callable, Iterable
 from typing import Any

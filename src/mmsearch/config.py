@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CLIP_MODEL = "immich-app/XLM-Roberta-Large-Vit-B-16Plus"  # see docs/models.md
+FALLBACK_DIM = 512
 
 
 class Settings(BaseSettings):
@@ -20,7 +24,22 @@ class Settings(BaseSettings):
     ann_min_rows: int = Field(
         default=50_000, ge=256, description="rows with a vector before an ANN index replaces exact search"
     )
-    vector_dim: int = Field(default=512, ge=2, le=8192, description="default embedding dimension")
+    vector_dim: int | None = Field(
+        default=None, ge=2, le=8192, description="embedding dimension of new datasets (default: the model's)"
+    )
+    clip_model: str = Field(
+        default=DEFAULT_CLIP_MODEL, description="Hugging Face repo id, local directory, or 'none'"
+    )
+    clip_providers: str = Field(default="cpu", pattern="^(cpu|auto)$", description="'auto' uses CUDA when present")
+    threads: int | None = Field(default=None, ge=1, le=256, description="ONNX Runtime intra-op threads")
+    ocr: bool = Field(default=True, description="read text inside images at import (datasets may turn it off)")
+    image_roots: str = Field(default="", description="os.pathsep-separated folders local image paths may come from")
+    allow_private_networks: bool = Field(default=False, description="let the fetcher reach private addresses")
+    fetch_workers: int = Field(default=8, ge=1, le=128, description="concurrent image downloads per import")
+
+    @property
+    def image_root_paths(self) -> list[Path]:
+        return [Path(p) for p in self.image_roots.split(os.pathsep) if p.strip()]
 
     @property
     def catalog_url(self) -> str:

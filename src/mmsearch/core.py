@@ -9,32 +9,116 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from mmsearch.catalog import Catalog
-from mmsearch.config import Settings, get_settings
+from mmsearch.config import FALLBACK_DIM, Settings, get_settings
 from mmsearch.encoders.base import Encoder
 from mmsearch.errors import AlreadyExists, InvalidArgument
 from mmsearch.ingest import ImportReport, import_items, read_items
+from mmsearch.ingest.images import ImageIndexer
+from mmsearch.media import FetchConfig, Fetcher, load_image_ref
 from mmsearch.schema.fields import DatasetInfo, check_dataset_id, check_dataset_type, parse_schema
 from mmsearch.search import SearchOptions, SearchRequest, SearchResult, search
 from mmsearch.store.lance import AnnConfig, LanceStore
 
+_UNSET: Any = object()
+
 
 class MMSearch:
-    def __init__(self, settings: Settings | None = None, encoder: Encoder | None = None) -> None:
+    """`encoder` given: used as is (None = no vlm channel). Not given: `MMSEARCH_CLIP_MODEL` is loaded on
+    first use; if it cannot be, the vlm channel is unavailable and `encoder_status()` says why."""
+
+    def __init__(self, settings: Settings | None = None, encoder: Encoder | None = _UNSET) -> None:
         self.settings = settings or get_settings()
-        self.encoder = encoder
+        self._encoder: Encoder | None = None if encoder is _UNSET else encoder
+        self._encoder_loaded = encoder is not _UNSET
+        self._encoder_message = "" if encoder is _UNSET or encoder is not None else "no encoder given"
+        self._ocr: Any = None
+        self._fetcher: Fetcher | None = None
+        self._lock = threading.Lock()
         self.catalog = Catalog(self.settings.catalog_url)
         self.store = LanceStore(self.settings.tables_dir, AnnConfig(min_rows=self.settings.ann_min_rows))
+
+    # -- models ---------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder | None:
+        with self._lock:
+            if not self._encoder_loaded:
+                self._encoder_loaded = True
+                model = self.settings.clip_model
+                if model.strip().lower() == "none":
+                    self._encoder_message = "disabled (MMSEARCH_CLIP_MODEL=none)"
+                else:
+                    from mmsearch.encoders.clip import ModelUnavailable, load_clip
+
+                    try:
+                        self._encoder = load_clip(
+                            model, providers=self.settings.clip_providers, threads=self.settings.threads
+                        )
+                    except ModelUnavailable as exc:
+                        self._encoder_message = exc.message
+        return self._encoder
+
+    def encoder_status(self) -> dict[str, Any]:
+        enc = self.encoder
+        return {
+            "model": getattr(enc, "model_id", self.settings.clip_model),
+            "available": enc is not None,
+            "dim": enc.dim if enc is not None else None,
+            "providers": list(getattr(enc, "providers", []) or []),
+            "message": "" if enc is not None else self._encoder_message,
+        }
+
+    @property
+    def ocr(self) -> Any:
+        """The OCR engine when `MMSEARCH_OCR` is on (RapidOCR loads on first read)."""
+        if self.settings.ocr and self._ocr is None:
+            from mmsearch.encoders.ocr import OcrEngine
+
+            self._ocr = OcrEngine(threads=self.settings.threads)
+        return self._ocr if self.settings.ocr else None
+
+    @property
+    def fetcher(self) -> Fetcher:
+        if self._fetcher is None:
+            self._fetcher = Fetcher(FetchConfig(allow_private=self.settings.allow_private_networks))
+        return self._fetcher
+
+    def load_image(self, ref: str, field: str = "image") -> Any:
+        """A data URI, an http(s) URL (SSRF-guarded) or a path under `MMSEARCH_IMAGE_ROOTS`."""
+        return load_image_ref(ref, self.fetcher, self.settings.image_root_paths, field=field)
+
+    def image_indexer(self, info: DatasetInfo) -> ImageIndexer | None:
+        if not info.schema.images:
+            return None
+        encoder = self.encoder
+        if encoder is not None and encoder.dim != info.vector_dim:
+            raise InvalidArgument(
+                f"dataset {info.id!r} stores {info.vector_dim}-d vectors but the model {encoder.model_id} gives "
+                f"{encoder.dim}-d; create the dataset with --dim {encoder.dim} or set MMSEARCH_CLIP_MODEL",
+                field="dataset_id",
+            )
+        ocr = self.ocr if info.schema.ocr else None
+        return ImageIndexer(info, self.load_image, encoder=encoder, ocr=ocr, workers=self.settings.fetch_workers)
+
+    def default_dim(self) -> int:
+        if self.settings.vector_dim:
+            return self.settings.vector_dim
+        if self.encoder is not None:
+            return self.encoder.dim
+        from mmsearch.encoders.clip import KNOWN_DIMS
+
+        return KNOWN_DIMS.get(self.settings.clip_model, FALLBACK_DIM)
 
     # -- datasets -------------------------------------------------------------------------------------
     def create_dataset(
         self, dataset_id: str, schema: Any, type: str = "image_text", vector_dim: int | None = None
     ) -> DatasetInfo:
-        dim = vector_dim or (self.encoder.dim if self.encoder else self.settings.vector_dim)
+        dim = vector_dim or self.default_dim()
         if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= 8192:
             raise InvalidArgument("vector_dim: must be an integer in [2, 8192]", field="vector_dim")
         info = DatasetInfo(
@@ -76,14 +160,17 @@ class MMSearch:
         """Import plain dicts (or (index, item) pairs from a reader)."""
         info = self.dataset(dataset_id)
         pairs = (x if isinstance(x, tuple) else (i, x) for i, x in enumerate(items))
-        return import_items(info, pairs, self.store, batch_size=batch_size, on_progress=on_progress)
+        return import_items(
+            info, pairs, self.store, batch_size=batch_size, on_progress=on_progress, images=self.image_indexer(info)
+        )
 
     def import_file(
         self, dataset_id: str, path: Path, batch_size: int = 1_000, on_progress: Callable[[int], None] | None = None
     ) -> ImportReport:
         info = self.dataset(dataset_id)
         return import_items(
-            info, read_items(Path(path), info.schema), self.store, batch_size=batch_size, on_progress=on_progress
+            info, read_items(Path(path), info.schema), self.store, batch_size=batch_size, on_progress=on_progress,
+            images=self.image_indexer(info),
         )
 
     def delete(self, dataset_id: str, ids: list[str]) -> int:

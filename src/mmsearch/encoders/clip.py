@@ -28,12 +28,20 @@ from typing import Any
 
 import numpy as np
 
+from mmsearch.config import DEFAULT_CLIP_MODEL
 from mmsearch.encoders.base import l2_normalise
 from mmsearch.errors import MMSearchError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIP_MODEL = "immich-app/XLM-Roberta-Large-Vit-B-16Plus"
+# Output dimensions of well-known exports, so a dataset gets the right size before its model is downloaded.
+KNOWN_DIMS = {
+    "immich-app/XLM-Roberta-Large-Vit-B-16Plus": 640,
+    "immich-app/XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k": 512,
+    "immich-app/XLM-Roberta-Large-Vit-B-32": 512,
+    "immich-app/ViT-B-32__openai": 512,
+    "Xenova/clip-vit-base-patch32": 512,
+}
 """Default model for Chinese + English search (an M-CLIP export by Immich, 640-dim vectors).
 
 Its text tower is XLM-RoBERTa Large (100 languages, Chinese included) distilled onto the

@@ -26,6 +26,8 @@ CACHE_ENTRIES = 50_000  # content hashes remembered per import (~100 MB of 512-d
 
 @dataclass
 class LoadedImage:
+    """What a loader returns (media.DecodedImage has these fields too)."""
+
     image: Any  # PIL.Image in RGB
     width: int
     height: int
@@ -77,7 +79,7 @@ class ImageIndexer:
     def __init__(
         self,
         info: DatasetInfo,
-        load: Callable[[str], LoadedImage],
+        load: Callable[[str], Any],  # ref -> LoadedImage-like; raises on failure
         encoder: Encoder | None = None,
         ocr: OcrReader | None = None,
         workers: int = 8,
@@ -111,12 +113,12 @@ class ImageIndexer:
         self.stats.refs += len(jobs)
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mmsearch-fetch") as pool:
             loaded = list(pool.map(self._try_load, [ref for _, _, ref in jobs]))
-        self._embed_and_read([img for img in loaded if isinstance(img, LoadedImage)])
+        self._embed_and_read([img for img in loaded if not isinstance(img, str)])
 
         out: dict[str, ItemImages] = {}
         for (item, field_name, ref), img in zip(jobs, loaded, strict=True):
             entry = out.setdefault(item.id, ItemImages())
-            if isinstance(img, LoadedImage):
+            if not isinstance(img, str):
                 entry.media.append({
                     "field": field_name, "ref": short(ref), "width": img.width, "height": img.height,
                     "sha256": img.sha256, "ocr": self._ocr.get(img.sha256, ""),
@@ -136,7 +138,7 @@ class ImageIndexer:
                 ))
         return out
 
-    def _try_load(self, ref: str) -> LoadedImage | str:
+    def _try_load(self, ref: str) -> Any:
         try:
             img = self.load(ref)
         except MMSearchError as exc:

@@ -99,6 +99,7 @@ class DatasetSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fields: tuple[FieldSpec, ...]
+    ocr: bool = True  # read text inside this dataset's images at import (when OCR is on for the server)
 
     @model_validator(mode="after")
     def _rules(self) -> DatasetSchema:
