@@ -196,3 +196,42 @@ def test_entry_point_json_stdout_is_pure(tmp_path, files):
     assert report["imported"] == 3
     assert (tmp_path / "envhome" / "catalog.sqlite3").exists()
     assert json.loads(run("search", "shoes", "凉鞋", "--json"))["search_results"][0]["_id"] == "A3"
+
+
+def test_doctor_reports_model_and_ocr(cli):
+    report = json.loads(cli("doctor", "--json").stdout)
+    assert report["model"]["available"] is False and "MMSEARCH_CLIP_MODEL=none" in report["model"]["message"]
+    assert report["vlm_channel"] == "unavailable"
+    assert report["ocr"]["available"] is True and "rapidocr" in report["ocr"]["detail"]
+    human = cli("doctor").stdout
+    assert "text channel (fields + OCR) still answers" in human
+
+
+def test_search_by_image_with_a_model(tmp_path, monkeypatch):
+    import tiny_clip
+    from render import render_text
+
+    model = tiny_clip.build_immich(tmp_path / "model")
+    monkeypatch.setenv("MMSEARCH_CLIP_MODEL", str(model))
+    monkeypatch.setenv("MMSEARCH_IMAGE_ROOTS", str(tmp_path))
+    runner = CliRunner()
+    home = ["--home", str(tmp_path / "home")]
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"fields": [
+        {"name": "item_id", "type": "string", "primary_key": True},
+        {"name": "title", "type": "string", "searchable": True},
+        {"name": "images", "type": "image"},
+    ]}))
+    render_text(["运动鞋"]).save(tmp_path / "a.png")
+    render_text(["Coffee Mug"], background=(0, 0, 90), color=(255, 255, 255)).save(tmp_path / "b.png")
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps({"item_id": n, "title": n, "images": str(tmp_path / f"{n}.png")})
+                               for n in ("a", "b")))
+    assert runner.invoke(app, [*home, "dataset", "create", "g", "--schema", str(schema)]).exit_code == 0
+    done = runner.invoke(app, [*home, "import", "g", str(items), "--json"])
+    report = json.loads(done.stdout)
+    assert report["imported"] == 2 and report["images"]["embedded"] == 2, done.stderr
+    found = runner.invoke(app, [*home, "search", "g", "", "--image", str(tmp_path / "b.png"), "--json"])
+    hits = json.loads(found.stdout)["search_results"]
+    assert hits[0]["_id"] == "b"
+    assert [r["recall_reason"] for r in hits[0]["recall_info"]] == ["vlm"]  # text "" asks nothing of BM25

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mmsearch import __version__
 from mmsearch.config import Settings, get_settings
 from mmsearch.core import MMSearch
 from mmsearch.errors import InvalidArgument, MMSearchError
@@ -161,6 +162,15 @@ def print_report(report: ImportReport) -> None:
     rate = f"{report.imported / report.seconds:,.0f} items/s" if report.seconds else ""
     out.print(f"imported {report.imported} ({report.inserted} new, {report.replaced} replaced), "
               f"rejected {report.rejected}, in {report.seconds:.1f}s {rate}")
+    if report.images:
+        i = report.images
+        out.print(f"images: {i['loaded']} loaded, {i['failed']} failed, {i['embedded']} embedded, "
+                  f"{i['reused']} reused by content hash, {i['ocr_chars']} characters read by OCR")
+    if report.warnings:
+        table = Table("index", "id", "field", "rule", "message", title="imported with warnings")
+        for w in report.warnings[:20]:
+            table.add_row(str(w.index), w.id or "", w.field or "", w.rule, w.message)
+        out.print(table)
     if report.errors:
         table = Table("index", "id", "field", "rule", "message", title="rejected items")
         for e in report.errors[:20]:
@@ -252,7 +262,7 @@ def hit_dicts(result: SearchResult) -> list[dict[str, Any]]:
 @app.command("search")
 def search_(
     dataset_id: Annotated[str, typer.Argument(metavar="ID")],
-    text: Annotated[str, typer.Argument(help="Query text.")],
+    text: Annotated[str, typer.Argument(help="Query text (may be empty with --image).")],
     filter_: Annotated[
         str | None, typer.Option("--filter", help="Filter JSON (must, must_not, range, and, or).")
     ] = None,
@@ -261,20 +271,28 @@ def search_(
     page: Annotated[int, typer.Option("--page", min=1)] = 1,
     size: Annotated[int, typer.Option("--size", min=1, max=100)] = 10,
     output_fields: Annotated[str | None, typer.Option("--fields", help="Comma-separated display fields.")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Query image: a local file, an http(s) URL or a data URI.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Search a dataset: a table, or the hits as JSON with --json."""
+    """Search a dataset by text and/or image: a table, or the hits as JSON with --json."""
     with errors(as_json):
         try:
             parsed_filter = json.loads(filter_) if filter_ else None
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"filter: not valid JSON: {exc.msg}", field="filter") from None
+        mm = engine()
+        picture = None
+        if image:
+            # a file the operator names on the command line is allowed whatever the image roots
+            local = Path(image)
+            picture = load_local_image(local) if local.is_file() else mm.load_image(image, field="--image").image
         request = SearchRequest(
-            text=text, filter=parsed_filter, sort_by=sort_by, sort_order=sort_order,  # type: ignore[arg-type]
+            text=text or None, image=picture, filter=parsed_filter, sort_by=sort_by, sort_order=sort_order,  # type: ignore[arg-type]
             page_number=page, page_size=size,
             output_fields=[f.strip() for f in output_fields.split(",")] if output_fields else None,
         )
-        mm = engine()
         result = mm.search(dataset_id, request)
         info = mm.dataset(dataset_id)
     if as_json:
@@ -301,6 +319,45 @@ def _display(fields: dict[str, Any], path: str) -> str:
     return "" if value is None else str(value)
 
 
+def load_local_image(path: Path) -> Any:
+    from mmsearch.media import decode_image
+
+    return decode_image(path.read_bytes(), field="--image").image
+
+
+@app.command("doctor")
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check the setup: image model, OCR, data directory and datasets."""
+    from mmsearch.encoders.ocr import ocr_available
+
+    with errors(as_json):
+        mm = engine()
+        model = mm.encoder_status()
+        ocr_ok, ocr_detail = ocr_available() if mm.settings.ocr else (False, "disabled (MMSEARCH_OCR=false)")
+        report = {
+            "version": __version__,
+            "home": str(mm.settings.home.resolve()),
+            "datasets": len(mm.datasets()),
+            "model": model,
+            "vlm_channel": "available" if model["available"] else "unavailable",
+            "ocr": {"available": ocr_ok, "detail": ocr_detail},
+            "image_roots": [str(p) for p in mm.settings.image_root_paths],
+            "allow_private_networks": mm.settings.allow_private_networks,
+        }
+    if as_json:
+        emit(report)
+        return
+    mark = {True: "[green]ok[/]", False: "[yellow]unavailable[/]"}
+    out.print(f"mmsearch {__version__}, data in {report['home']} ({report['datasets']} datasets)")
+    out.print(f"image model  {mark[model['available']]}  {model['model']}"
+              + (f"  dim={model['dim']} providers={','.join(model['providers'])}" if model["available"] else ""))
+    if not model["available"]:
+        out.print(f"             {model['message']}")
+        out.print("             the vlm channel is unavailable; the text channel (fields + OCR) still answers")
+    out.print(f"OCR          {mark[ocr_ok]}  {ocr_detail}")
+    out.print(f"image roots  {', '.join(report['image_roots']) or 'none (local image paths are refused)'}")
+
+
 # -- demo -----------------------------------------------------------------------------------------------
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DEMO_QUERIES: list[tuple[str, dict[str, Any]]] = [
@@ -322,6 +379,10 @@ def demo(
         mm = engine()
         if any(d.id == dataset_id for d in mm.datasets()):
             mm.drop_dataset(dataset_id)
+        status = mm.encoder_status()
+        if not status["available"]:
+            err.print(f"[yellow]image model unavailable[/] ({status['message']}); "
+                      "searching with the text channel (fields + OCR) only")
         schema = json.loads((samples / "products.schema.json").read_text(encoding="utf-8"))
         mm.create_dataset(dataset_id, schema)
         print_report(import_with_progress(mm, dataset_id, samples / "products.jsonl", 1_000, quiet=False))
