@@ -100,3 +100,16 @@ def test_model_dimension_mismatch_is_a_clear_error(engine):
     mm.create_dataset("wrong", SCHEMA, vector_dim=64)
     with pytest.raises(Exception, match=f"create the dataset with --dim {tiny_clip.DIM}"):
         mm.import_items("wrong", [{"item_id": "1", "title": "x"}])
+
+
+def test_image_query_without_a_model_is_a_clear_error(tmp_path):
+    from mmsearch.errors import Unavailable
+
+    mm = MMSearch(Settings(home=tmp_path))  # MMSEARCH_CLIP_MODEL=none in tests
+    mm.create_dataset("t", SCHEMA, vector_dim=16)
+    mm.import_items("t", [{"item_id": "1", "title": "运动鞋"}])
+    with pytest.raises(Unavailable, match=r"query\.image_url: image search needs the vlm channel"):
+        mm.search("t", SearchRequest(image=render_text(["x"])))
+    # a text query next to the image still fails loudly rather than silently ignoring the picture
+    with pytest.raises(Unavailable):
+        mm.search("t", SearchRequest(text="运动鞋", image=render_text(["x"])))

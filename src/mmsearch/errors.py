@@ -35,3 +35,9 @@ class NotFound(MMSearchError):
 
 class AlreadyExists(MMSearchError):
     code = "AlreadyExists"
+
+
+class Unavailable(MMSearchError):
+    """A capability this deployment lacks right now (e.g. no image model for an image query)."""
+
+    code = "ServiceUnavailable"

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mmsearch.encoders.base import Encoder, l2_normalise
-from mmsearch.errors import MMSearchError
+from mmsearch.errors import InvalidArgument, MMSearchError
 from mmsearch.schema.fields import DatasetInfo
 from mmsearch.schema.validate import ItemError, ValidItem
 
@@ -85,7 +85,7 @@ class ImageIndexer:
         workers: int = 8,
     ) -> None:
         if encoder is not None and encoder.dim != info.vector_dim:
-            raise MMSearchError(
+            raise InvalidArgument(
                 f"encoder {encoder.model_id} gives {encoder.dim}-d vectors but dataset {info.id!r} stores "
                 f"{info.vector_dim}-d; create the dataset with --dim {encoder.dim}", field="dataset_id",
             )

@@ -10,7 +10,7 @@ from functools import partial
 import numpy as np
 
 from mmsearch.encoders.base import Encoder, l2_normalise
-from mmsearch.errors import InvalidArgument
+from mmsearch.errors import InvalidArgument, Unavailable
 from mmsearch.schema.fields import DatasetInfo
 from mmsearch.schema.filters import Filter, parse_filter
 from mmsearch.search.fuse import fuse
@@ -57,6 +57,11 @@ def plan(req: SearchRequest, info: DatasetInfo, encoder: Encoder | None) -> Plan
             vector = encoder.encode_image([req.image])[0]
         elif text:
             vector = encoder.encode_text([text])[0]
+    if req.image is not None and vector is None and req.vector is None:
+        raise Unavailable(
+            "query.image_url: image search needs the vlm channel, and no image model is loaded "
+            "(see `mmsearch doctor`)", field="query.image_url",
+        )
     return Plan(where=where, tokens=tokens, vector=vector, unavailable=unavailable)
 
 
