@@ -39,6 +39,8 @@ KNOWN_DIMS = {
     "immich-app/XLM-Roberta-Large-Vit-B-16Plus": 640,
     "immich-app/XLM-Roberta-Base-ViT-B-32__laion5b_s13b_b90k": 512,
     "immich-app/XLM-Roberta-Large-Vit-B-32": 512,
+    "immich-app/XLM-Roberta-Large-Vit-L-14": 768,
+    "immich-app/nllb-clip-base-siglip__v1": 768,
     "immich-app/ViT-B-32__openai": 512,
     "Xenova/clip-vit-base-patch32": 512,
 }
