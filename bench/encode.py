@@ -34,7 +34,6 @@ import dataclasses
 import datetime as dt
 import functools
 import platform
-import re
 import shutil
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from PIL import Image, ImageDraw
 from rich.console import Console
 from rich.table import Table
 
+from docs_section import DOC, record_section
 from mmsearch.config import DEFAULT_CLIP_MODEL, Settings
 from mmsearch.core import MMSearch
 from mmsearch.encoders.clip import _CLIP_MEAN, _CLIP_STD, ClipEncoder, ModelUnavailable, load_clip
@@ -62,7 +62,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from render import font  # tests/ helpers: the WQY CJK font, tiny CLIP exports
 from tiny_clip import build_immich
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 DEFAULT_CONCURRENCY = Settings().fetch_workers  # 8: what import_items uses
 SIZE = (640, 480)
 SCHEMA: dict[str, Any] = {
@@ -327,14 +326,7 @@ def markdown(res: Results) -> str:
 
 
 def record(section: str, n: int, path: Path = DOC) -> None:
-    """Replace this N's section, or append it; other benchmarks' sections are left as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- bench:encode N={n} -->.*?<!-- /bench:encode -->", re.S)
-    text, replaced = pattern.subn(lambda _m: section, text)
-    if not replaced:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    record_section("encode", n, section, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import resource
 import shutil
 import sys
@@ -34,13 +33,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from docs_section import DOC, record_section
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
 from mmsearch.search import SearchRequest
 
 DIM = 512
 DATASET = "bench_engine"
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 WARMUP = 20
 
 # Product-title vocabulary; frequencies follow a Zipf law, so a few words are in most titles (as
@@ -411,14 +410,7 @@ into all indexes).
 
 
 def record(section: str, n: int, path: Path = DOC) -> None:
-    """Replace this N's section, or append it; other benchmarks' sections are left as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else INTRO
-    pattern = re.compile(rf"<!-- bench:engine N={n} -->.*?<!-- /bench:engine -->", re.S)
-    text, replaced = pattern.subn(lambda _m: section, text)
-    if not replaced:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    record_section("engine", n, section, path, intro=INTRO)
 
 
 def main(argv: list[str] | None = None) -> int:
