@@ -399,3 +399,14 @@ def demo(
                 out.print(f"  {n}. {h.id}  {h.score:.3f}  {h.fields.get('title')}{sort_note}")
             out.print(f"  ({result.total_items} matches)")
     out.print(f"\nData lives in {mm.settings.home.resolve()}. Try: mmsearch dataset show {dataset_id}")
+
+
+# Command groups live in mmsearch.commands; imported last because they use the helpers above.
+from mmsearch.commands.apps import app_app, job_app, key_app  # noqa: E402
+from mmsearch.commands.serve import quickstart, serve  # noqa: E402
+
+app.add_typer(app_app, name="app")
+app.add_typer(key_app, name="key")
+app.add_typer(job_app, name="job")
+app.command("serve")(serve)
+app.command("quickstart")(quickstart)

@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     image_roots: str = Field(default="", description="os.pathsep-separated folders local image paths may come from")
     allow_private_networks: bool = Field(default=False, description="let the fetcher reach private addresses")
     fetch_workers: int = Field(default=8, ge=1, le=128, description="concurrent image downloads per import")
+    admin_token: str | None = Field(
+        default=None, description="credential for management endpoints (default: generated, kept in HOME/admin_token)"
+    )
+    volc_service: str = Field(default="aisearch", description="service name expected in V4 request signatures")
+    volc_region: str = Field(default="cn-beijing", description="region expected in V4 request signatures")
+    signature_max_skew_s: int = Field(default=900, ge=1, le=86_400, description="accepted clock skew of X-Date")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="request body limit (the spec: 10 MB)")
+    max_import_body_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="body limit of item upserts on the management API"
+    )
 
     @property
     def image_root_paths(self) -> list[Path]:

@@ -9,12 +9,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mmsearch.catalog import Catalog
+from mmsearch.catalog.apps import AppConfig, Application
+from mmsearch.catalog.querylog import QueryLogEntry
 from mmsearch.config import FALLBACK_DIM, Settings, get_settings
 from mmsearch.encoders.base import Encoder
 from mmsearch.errors import AlreadyExists, InvalidArgument
@@ -23,9 +28,17 @@ from mmsearch.ingest.images import ImageIndexer
 from mmsearch.media import FetchConfig, Fetcher, load_image_ref
 from mmsearch.schema.fields import DatasetInfo, check_dataset_id, check_dataset_type, parse_schema
 from mmsearch.search import SearchOptions, SearchRequest, SearchResult, search
+from mmsearch.search.spell import SpellOutcome, apply_spell_correction
 from mmsearch.store.lance import AnnConfig, LanceStore
 
 _UNSET: Any = object()
+
+
+@dataclass
+class AppSearchResult:
+    result: SearchResult
+    spell_mode: str  # the application's spell_correction mode
+    corrected_query: str  # "" when nothing needed correcting
 
 
 class MMSearch:
@@ -42,6 +55,7 @@ class MMSearch:
         self._lock = threading.Lock()
         self.catalog = Catalog(self.settings.catalog_url)
         self.store = LanceStore(self.settings.tables_dir, AnnConfig(min_rows=self.settings.ann_min_rows))
+        self._spell: Any = None
 
     # -- models ---------------------------------------------------------------------------------------
     @property
@@ -143,6 +157,12 @@ class MMSearch:
         return self.catalog.datasets()
 
     def drop_dataset(self, dataset_id: str) -> None:
+        apps = self.catalog.apps.using_dataset(dataset_id)
+        if apps:
+            raise InvalidArgument(
+                f"dataset_id: dataset {dataset_id!r} is bound to application(s) {', '.join(apps)}; "
+                "unbind or drop them first", field="dataset_id",
+            )
         self.catalog.remove_dataset(dataset_id)
         self.store.drop(dataset_id)
 
@@ -189,3 +209,69 @@ class MMSearch:
 
     def search(self, dataset_id: str, request: SearchRequest, options: SearchOptions | None = None) -> SearchResult:
         return search(request, self.dataset(dataset_id), self.store, self.encoder, options or self.options())
+
+    # -- applications -------------------------------------------------------------------------------
+    @property
+    def spell(self) -> Any:
+        if self._spell is None:
+            from mmsearch.search.vocab import SpellCheckers
+
+            self._spell = SpellCheckers(self.store)
+        return self._spell
+
+    def app_options(self, config: AppConfig) -> SearchOptions:
+        base = self.options()
+        weights = dict(base.weights)
+        if config.text_weight is not None:
+            weights["text"] = config.text_weight
+        if config.vlm_weight is not None:
+            weights["vlm"] = config.vlm_weight
+        geo = None
+        if config.location is not None:
+            from mmsearch.search.types import GeoOptions
+
+            loc = config.location
+            geo = GeoOptions(field=loc.field, radius_km=loc.radius_km, decay=loc.decay, weight=loc.weight,
+                             mode=loc.mode)
+        return dataclasses.replace(
+            base, recall_size=config.recall_size or base.recall_size, weights=weights,
+            fusion=config.fusion or base.fusion, rerank=config.rerank, rerank_depth=config.rerank_depth, geo=geo,
+        )
+
+    def search_app(
+        self, app_id: str, dataset_id: str, request: SearchRequest, user_id: str | None = None,
+        request_id: str = "",
+    ) -> AppSearchResult:
+        """The application search of the AI Search spec: the app's limits, ranking, spelling and query log."""
+        started = time.perf_counter()
+        app: Application = self.catalog.apps.get(app_id)
+        if not isinstance(dataset_id, str) or not dataset_id:
+            raise InvalidArgument("dataset_id: is required", field="dataset_id")
+        info = self.dataset(dataset_id)
+        if dataset_id not in app.datasets:
+            raise InvalidArgument(
+                f"dataset_id: dataset {dataset_id!r} is not bound to application {app_id!r}", field="dataset_id"
+            )
+        cfg = app.config
+        size = request.page_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= cfg.max_page_size:
+            raise InvalidArgument(f"page_size: must be an integer in [1, {cfg.max_page_size}] "
+                                  "(the application's max_page_size)", field="page_size")
+        if info.type == "video" and (request.image is not None or request.vector is not None):
+            raise InvalidArgument("query.image_url: applications over video datasets do not support image search",
+                                  field="query.image_url")
+        text = (request.text or "").strip()
+        spelling = SpellOutcome(text, "")
+        if cfg.spell_correction != "off" and text:
+            spelling = apply_spell_correction(text, cfg.spell_correction, self.spell.get(info))
+            if spelling.query != text:
+                request = dataclasses.replace(request, text=spelling.query)
+        corrected = spelling.corrected_query
+        result = search(request, info, self.store, self.encoder, self.app_options(cfg))
+        self.catalog.query_log.record(QueryLogEntry(
+            request_id=request_id, app_id=app_id, dataset_id=dataset_id, user_id=user_id,
+            query_text=text or None, has_image=request.image is not None or request.vector is not None,
+            corrected_query=corrected or None, latency_ms=(time.perf_counter() - started) * 1000,
+            total_items=result.total_items, result_count=len(result.hits),
+        ))
+        return AppSearchResult(result=result, spell_mode=cfg.spell_correction, corrected_query=corrected)

@@ -1,4 +1,4 @@
-"""The control plane: datasets and their schemas (applications, keys and jobs join later)."""
+"""The control plane: datasets and their schemas, applications, API keys, import jobs and the query log."""
 
 from mmsearch.catalog.db import Catalog
 

@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, select
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
+from mmsearch.catalog.apps import Apps
+from mmsearch.catalog.jobs import Jobs
+from mmsearch.catalog.keys import Keys
+from mmsearch.catalog.models import Base, DatasetRow
+from mmsearch.catalog.querylog import QueryLog
 from mmsearch.errors import AlreadyExists, NotFound
 from mmsearch.schema.fields import DatasetInfo, parse_schema
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class DatasetRow(Base):
-    __tablename__ = "datasets"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    type: Mapped[str] = mapped_column(String(16))
-    schema_json: Mapped[str] = mapped_column(Text)
-    vector_dim: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=lambda: datetime.now(UTC))
-
-    def info(self) -> DatasetInfo:
-        return DatasetInfo(
-            id=self.id, type=self.type,  # type: ignore[arg-type]
-            schema=parse_schema(json.loads(self.schema_json)), vector_dim=self.vector_dim,
-        )
+def _info(row: DatasetRow) -> DatasetInfo:
+    return DatasetInfo(
+        id=row.id, type=row.type,  # type: ignore[arg-type]
+        schema=parse_schema(json.loads(row.schema_json)), vector_dim=row.vector_dim,
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -51,6 +42,10 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        self.apps = Apps(self.engine)
+        self.keys = Keys(self.engine)
+        self.jobs = Jobs(self.engine)
+        self.query_log = QueryLog(self.engine)
 
     def add_dataset(self, info: DatasetInfo) -> None:
         row = DatasetRow(
@@ -72,11 +67,11 @@ class Catalog:
             row = s.get(DatasetRow, dataset_id)
             if row is None:
                 raise NotFound(f"dataset_id: dataset {dataset_id!r} does not exist", field="dataset_id")
-            return row.info()
+            return _info(row)
 
     def datasets(self) -> list[DatasetInfo]:
         with Session(self.engine) as s:
-            return [row.info() for row in s.scalars(select(DatasetRow).order_by(DatasetRow.id))]
+            return [_info(row) for row in s.scalars(select(DatasetRow).order_by(DatasetRow.id))]
 
     def remove_dataset(self, dataset_id: str) -> None:
         with Session(self.engine) as s, s.begin():

@@ -1,4 +1,4 @@
-"""plan -> recall -> fuse -> sort -> page. Knows no HTTP: the APIs translate into SearchRequest."""
+"""plan -> recall -> fuse -> rerank -> geo -> sort -> page. Knows no HTTP: the APIs translate into SearchRequest."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from mmsearch.errors import InvalidArgument, Unavailable
 from mmsearch.schema.fields import DatasetInfo
 from mmsearch.schema.filters import Filter, parse_filter
 from mmsearch.search.fuse import fuse
+from mmsearch.search.geo import apply_location, geo_field, parse_location
 from mmsearch.search.order import check_sort, page, project, sort_hits
+from mmsearch.search.rerank import RerankQuery, rerank
 from mmsearch.search.types import SearchOptions, SearchRequest, SearchResult
-from mmsearch.store.base import Candidate, Store
+from mmsearch.store.base import Candidate, RerankFeatures, Store
 from mmsearch.text import tokenize_query
 
 
@@ -103,12 +105,26 @@ def search(
     started = time.perf_counter()
     options = options or SearchOptions()
     p = plan(req, info, encoder)
-    sort_field = (req.sort_by.split(".")[0],) if req.sort_by else ()
-    recalled = recall(p, info, store, options.recall_size, sort_field)
+    fields: tuple[str, ...] = (req.sort_by.split(".")[0],) if req.sort_by else ()
+    # the location stage runs only with a configured field and a valid location (the spec: ignore bad input)
+    location = parse_location(req.location) if req.location is not None else None
+    geo_name = geo_field(info.schema, options.geo) if location is not None else None
+    if geo_name is not None and geo_name not in fields:
+        fields += (geo_name,)
+    recalled = recall(p, info, store, options.recall_size, fields)
     hits = fuse(recalled, options)
+    known: dict[str, RerankFeatures] = {}
+    if options.rerank:
+        query = RerankQuery.of(req.text, p.vector)
+        hits, known = rerank(hits, query, info, store, options.rerank_depth, options.rerank_weights)
+    if geo_name is not None:
+        hits = apply_location(hits, location, options.geo)
     hits = sort_hits(hits, req.sort_by, req.sort_order)
     shown = page(hits, req.page_number, req.page_size)
-    docs = store.get_many(info, [h.id for h in shown])
+    missing = [h.id for h in shown if h.id not in known]
+    docs = {i: f.doc for i, f in known.items()}
+    if missing:
+        docs.update(store.get_many(info, missing))
     shown = [h for h in shown if h.id in docs]  # deleted since recall: gone, not shown empty
     for hit in shown:
         hit.fields = project(docs[hit.id], req.output_fields)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+
+from mmsearch.errors import InvalidArgument
 
 Channel = Literal["text", "vlm"]
 CHANNELS: tuple[Channel, ...] = ("text", "vlm")
@@ -23,6 +26,40 @@ class SearchRequest:
     page_size: int = 10
     output_fields: list[str] | None = None
     channels: tuple[Channel, ...] = CHANNELS
+    # the user's (latitude, longitude) in degrees, already parsed (search.geo.parse_location reads the spec's
+    # {"latitude": "12.12", "longitude": "-13.43"}); None or an out-of-range pair leaves the order alone
+    location: tuple[float, float] | None = None
+
+
+# Signal weights of the rerank stage (search/rerank.py documents each signal).
+RERANK_WEIGHTS: dict[str, float] = {"semantic": 0.30, "coverage": 0.25, "phrase": 0.20, "ocr": 0.10, "first": 0.15}
+
+
+@dataclass(frozen=True)
+class GeoOptions:
+    """Location boost (or demotion) of items near the user; search/geo.py documents the formula.
+
+    `field` is the dataset's geo_point field. With d the great-circle distance in km and x = d / radius_km,
+    `weight * decay(x)` is added to the ranking score (`boost`) or subtracted from it (`demote`), where
+    linear: max(0, 1 - x); exp: 2^-x; gauss: 2^-(x^2). So the effect is `weight` at the user's position,
+    half of it at radius_km for exp and gauss, and none beyond radius_km for linear.
+    """
+
+    field: str
+    radius_km: float = 10.0
+    decay: Literal["linear", "exp", "gauss"] = "gauss"
+    weight: float = 0.3
+    mode: Literal["boost", "demote"] = "boost"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.radius_km, int | float) and math.isfinite(self.radius_km) and self.radius_km > 0):
+            raise InvalidArgument("location.radius_km: must be a number > 0", field="location.radius_km")
+        if not (isinstance(self.weight, int | float) and math.isfinite(self.weight) and self.weight >= 0):
+            raise InvalidArgument("location.weight: must be a number >= 0", field="location.weight")
+        if self.decay not in ("linear", "exp", "gauss"):
+            raise InvalidArgument('location.decay: must be "linear", "exp" or "gauss"', field="location.decay")
+        if self.mode not in ("boost", "demote"):
+            raise InvalidArgument('location.mode: must be "boost" or "demote"', field="location.mode")
 
 
 @dataclass(frozen=True)
@@ -33,6 +70,10 @@ class SearchOptions:
     weights: dict[str, float] = field(default_factory=lambda: {"text": 0.5, "vlm": 0.5})
     fusion: Literal["weighted", "rrf"] = "weighted"
     rrf_k: int = 60
+    rerank: bool = False  # second stage over the top `rerank_depth` fused hits (search/rerank.py)
+    rerank_depth: int = 50
+    rerank_weights: dict[str, float] = field(default_factory=lambda: dict(RERANK_WEIGHTS))
+    geo: GeoOptions | None = None  # location boost; applies when the request carries a location
 
 
 @dataclass
@@ -41,11 +82,20 @@ class SearchHit:
     fields: dict[str, Any]
     score: float
     recall: dict[str, float] = field(default_factory=dict)  # channel -> recall_score
-    rerank_score: float | None = None
+    rerank_score: float | None = None  # in [0, 1]; set for the hits the rerank stage scored
+    distance_km: float | None = None  # to the request's location, when the location stage ran and the item has one
+    geo_boost: float = 0.0  # what the location stage added to the ranking score (negative when demoting)
 
     @property
     def is_reranked(self) -> bool:
         return self.rerank_score is not None
+
+    @property
+    def final_score(self) -> float:
+        """The score the ranking used: the rerank score (the fused `score` for hits not reranked) plus the
+        location adjustment. `score` itself stays the fused multi-channel score the spec reports."""
+        base = self.rerank_score if self.rerank_score is not None else self.score
+        return base + self.geo_boost
 
 
 @dataclass

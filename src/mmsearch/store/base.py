@@ -35,6 +35,17 @@ class Candidate:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class RerankFeatures:
+    """What the rerank stage reads of one item: its document, its stored (normalised) vector and the
+    per-image metadata kept at import (`media` entries carry `field`, `ref`, `width`, `height`, `sha256`
+    and `ocr`, the text read from the image)."""
+
+    doc: dict[str, Any]
+    vector: np.ndarray | None = None
+    media: list[dict[str, Any]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class UpsertResult:
     inserted: int
@@ -57,6 +68,10 @@ class Store(Protocol):
         ...
 
     def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
+        """Document, vector and media of each id, in one lookup; missing ids are left out."""
+        ...
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int: ...
 

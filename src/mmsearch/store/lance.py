@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from lancedb.index import FTS, Bitmap, BTree, HnswPq, HnswSq, IvfFlat, IvfPq, Iv
 from mmsearch.errors import AlreadyExists, NotFound
 from mmsearch.schema.fields import DatasetInfo, FieldSpec
 from mmsearch.schema.filters import Filter
-from mmsearch.store.base import Candidate, Record, UpsertResult
+from mmsearch.store.base import Candidate, Record, RerankFeatures, UpsertResult
 from mmsearch.store.lance_filter import to_sql
 
 _ARROW = {"int32": pa.int32(), "int64": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
@@ -185,6 +186,23 @@ class LanceStore:
                 found[i] = json.loads(d)
         return found
 
+    def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
+        """One `_id IN (...)` lookup per 1,000 ids for the document, the vector and the media of each."""
+        table = self._table(info)
+        found: dict[str, RerankFeatures] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = list(dict.fromkeys(ids[start : start + _ID_CHUNK]))
+            rows = (
+                table.search().where(_in_ids(chunk)).select(["_id", "_doc", "_vec", "_media"])
+                .limit(len(chunk)).to_arrow()
+            )
+            vectors = _vectors(rows["_vec"].combine_chunks(), info.vector_dim)
+            for n, (i, d, m) in enumerate(zip(
+                rows["_id"].to_pylist(), rows["_doc"].to_pylist(), rows["_media"].to_pylist(), strict=True
+            )):
+                found[i] = RerankFeatures(doc=json.loads(d), vector=vectors[n], media=json.loads(m) if m else [])
+        return found
+
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
         found = self.get_many(info, ids)
         return [found[i] for i in ids if i in found]
@@ -194,6 +212,16 @@ class LanceStore:
 
     def count_vectors(self, info: DatasetInfo) -> int:
         return self._table(info).count_rows("_vec IS NOT NULL")
+
+    def version(self, info: DatasetInfo) -> int:
+        """Changes with every write (ours or another process's, after the consistency interval)."""
+        return int(self._table(info).version)
+
+    def scan(self, info: DatasetInfo, columns: list[str], batch_rows: int = 4_096) -> Iterator[dict[str, list[Any]]]:
+        """Every row's `columns`, batch by batch, as plain lists (for vocabularies and exports)."""
+        reader = self._table(info).to_lance().to_batches(columns=columns, batch_size=batch_rows)
+        for batch in reader:
+            yield {name: batch.column(name).to_pylist() for name in columns}
 
     def text_search(
         self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
@@ -304,6 +332,17 @@ def _sub_vectors(dim: int) -> int:
         if dim % width == 0:
             return dim // width
     return dim
+
+
+def _vectors(column: pa.FixedSizeListArray, dim: int) -> list[np.ndarray | None]:
+    """A nullable fixed-size-list column as one float32 array per row (None where the row has no vector)."""
+    if len(column) == 0:
+        return []
+    flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    start = column.offset * dim
+    matrix = flat[start : start + len(column) * dim].reshape(len(column), dim)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    return [matrix[n].copy() if valid[n] else None for n in range(len(column))]
 
 
 def _value_columns(info: DatasetInfo, fields: tuple[str, ...]) -> list[str]:

@@ -1,0 +1,98 @@
+"""The FastAPI application: routers, error mapping, request ids, body limits and the import job worker.
+
+    mmsearch serve --host 127.0.0.1 --port 8000      # or: uvicorn --factory mmsearch.api.app:create_app
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mmsearch import __version__
+from mmsearch.api import admin, volc
+from mmsearch.api.auth import Authenticator
+from mmsearch.api.errors import on_http_error, on_mmsearch_error, on_unexpected, on_validation_error
+from mmsearch.api.middleware import RequestContext
+from mmsearch.core import MMSearch
+from mmsearch.errors import MMSearchError
+from mmsearch.ingest.jobs import JobRunner
+
+
+def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
+    """The ASGI app. `run_jobs=False` leaves import jobs to another process (e.g. a dedicated worker)."""
+    mm = mm or MMSearch()
+    runner = JobRunner(mm)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_jobs:
+            runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+            mm.catalog.query_log.flush()
+
+    api = FastAPI(
+        title="mmsearch", version=__version__, lifespan=lifespan,
+        description="Self-hosted multimodal search: the AI Search `search` API and mmsearch's management API.",
+    )
+    api.state.mm = mm
+    api.state.runner = runner
+    api.state.auth = Authenticator(mm)
+    api.add_exception_handler(MMSearchError, on_mmsearch_error)
+    api.add_exception_handler(RequestValidationError, on_validation_error)
+    api.add_exception_handler(StarletteHTTPException, on_http_error)
+    api.add_exception_handler(Exception, on_unexpected)
+    api.include_router(volc.router)
+    api.include_router(admin.router)
+    api.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"], summary="Liveness")
+    api.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"], summary="Store, catalog and model status")
+
+    settings = mm.settings
+
+    def limit_for(path: str) -> int:
+        if path.startswith("/admin/") and path.endswith("/items"):
+            return settings.max_import_body_bytes
+        return settings.max_body_bytes
+
+    return RequestContext(api, limit_for)
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    mm: MMSearch = request.app.state.mm
+
+    def check() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        try:
+            with mm.catalog.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            out["catalog"] = {"ok": True}
+        except Exception as exc:
+            out["catalog"] = {"ok": False, "message": str(exc)}
+        try:
+            out["store"] = {"ok": True, "datasets": len(mm.datasets())}
+            mm.store.db.list_tables()
+        except Exception as exc:
+            out["store"] = {"ok": False, "message": str(exc)}
+        model = mm.encoder_status()
+        out["model"] = model
+        out["channels"] = {"text": True, "vlm": bool(model["available"])}
+        out["ocr"] = bool(mm.settings.ocr)
+        return out
+
+    status = await run_in_threadpool(check)
+    ready = status["catalog"]["ok"] and status["store"]["ok"]
+    return JSONResponse({"status": "ready" if ready else "not ready", **status}, status_code=200 if ready else 503)

@@ -1,0 +1,164 @@
+"""Applications: a named search endpoint over one or more datasets, with its own ranking settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mmsearch.catalog.models import AppDatasetRow, ApplicationRow, DatasetRow, KeyAppRow, aware, utcnow
+from mmsearch.errors import AlreadyExists, InvalidArgument, NotFound
+
+_APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class LocationConfig(BaseModel):
+    """Boost (or demote) items near the user: weight * decay(distance / radius_km) is added to the score."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="the dataset's geo_point field")
+    radius_km: float = Field(default=10.0, gt=0, le=20_000)
+    decay: Literal["linear", "exp", "gauss"] = "gauss"
+    weight: float = Field(default=0.3, ge=0, le=10)
+    mode: Literal["boost", "demote"] = "boost"
+
+
+class AppConfig(BaseModel):
+    """What the spec calls the console settings of an application. None = the server's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_page_size: int = Field(default=10, ge=1, le=100, description="the largest page_size a request may ask for")
+    recall_size: int | None = Field(default=None, ge=1, le=10_000, description="candidates per recall channel")
+    text_weight: float | None = Field(default=None, ge=0)
+    vlm_weight: float | None = Field(default=None, ge=0)
+    fusion: Literal["weighted", "rrf"] | None = None
+    spell_correction: Literal["off", "suggestion_only", "auto"] = "off"
+    rerank: bool = True
+    rerank_depth: int = Field(default=50, ge=1, le=1_000)
+    location: LocationConfig | None = None
+
+
+def parse_app_config(raw: object) -> AppConfig:
+    if raw is None:
+        return AppConfig()
+    if isinstance(raw, AppConfig):
+        return raw
+    try:
+        return AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise InvalidArgument(f"config.{where}: {first['msg']}", field=f"config.{where}") from None
+
+
+@dataclass(frozen=True)
+class Application:
+    id: str
+    datasets: list[str]
+    config: AppConfig
+    created_at: datetime
+    updated_at: datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "datasets": self.datasets, "config": self.config.model_dump(),
+            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+        }
+
+
+def check_app_id(app_id: str) -> str:
+    if not isinstance(app_id, str) or not _APP_ID.match(app_id):
+        raise InvalidArgument(
+            f"application_id: {app_id!r} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or "
+            "digit", field="application_id",
+        )
+    return app_id
+
+
+class Apps:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _check_datasets(self, s: Session, datasets: list[str]) -> list[str]:
+        if not datasets:
+            raise InvalidArgument("datasets: an application needs at least one dataset", field="datasets")
+        out: list[str] = []
+        for ds in datasets:
+            if s.get(DatasetRow, ds) is None:
+                raise NotFound(f"datasets: dataset {ds!r} does not exist", field="datasets")
+            if ds not in out:
+                out.append(ds)
+        return out
+
+    def create(self, app_id: str, datasets: list[str], config: object = None) -> Application:
+        check_app_id(app_id)
+        cfg = parse_app_config(config)
+        try:
+            with Session(self.engine) as s, s.begin():
+                if s.get(ApplicationRow, app_id) is not None:
+                    raise AlreadyExists(f"application_id: application {app_id!r} already exists",
+                                        field="application_id")
+                bound = self._check_datasets(s, datasets)
+                s.add(ApplicationRow(id=app_id, config_json=cfg.model_dump_json()))
+                s.flush()
+                s.add_all(AppDatasetRow(app_id=app_id, dataset_id=ds) for ds in bound)
+        except IntegrityError:
+            raise AlreadyExists(f"application_id: application {app_id!r} already exists",
+                                field="application_id") from None
+        return self.get(app_id)
+
+    def update(self, app_id: str, datasets: list[str] | None = None, config: object = None) -> Application:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(ApplicationRow, app_id)
+            if row is None:
+                raise NotFound(f"application_id: application {app_id!r} does not exist", field="application_id")
+            if config is not None:
+                row.config_json = parse_app_config(config).model_dump_json()
+            if datasets is not None:
+                bound = self._check_datasets(s, datasets)
+                s.execute(delete(AppDatasetRow).where(AppDatasetRow.app_id == app_id))
+                s.add_all(AppDatasetRow(app_id=app_id, dataset_id=ds) for ds in bound)
+            row.updated_at = utcnow()
+        return self.get(app_id)
+
+    def get(self, app_id: str) -> Application:
+        with Session(self.engine) as s:
+            row = s.get(ApplicationRow, app_id)
+            if row is None:
+                raise NotFound(f"application_id: application {app_id!r} does not exist", field="application_id")
+            return self._app(s, row)
+
+    def list(self) -> list[Application]:
+        with Session(self.engine) as s:
+            return [self._app(s, row) for row in s.scalars(select(ApplicationRow).order_by(ApplicationRow.id))]
+
+    def remove(self, app_id: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(ApplicationRow, app_id)
+            if row is None:
+                raise NotFound(f"application_id: application {app_id!r} does not exist", field="application_id")
+            s.execute(delete(AppDatasetRow).where(AppDatasetRow.app_id == app_id))
+            s.execute(delete(KeyAppRow).where(KeyAppRow.app_id == app_id))  # a re-created app starts unkeyed
+            s.delete(row)
+
+    def using_dataset(self, dataset_id: str) -> list[str]:
+        with Session(self.engine) as s:
+            q = select(AppDatasetRow.app_id).where(AppDatasetRow.dataset_id == dataset_id)
+            return list(s.scalars(q.order_by(AppDatasetRow.app_id)))
+
+    @staticmethod
+    def _app(s: Session, row: ApplicationRow) -> Application:
+        q = select(AppDatasetRow.dataset_id).where(AppDatasetRow.app_id == row.id).order_by(AppDatasetRow.dataset_id)
+        return Application(
+            id=row.id, datasets=list(s.scalars(q)), config=AppConfig.model_validate(json.loads(row.config_json)),
+            created_at=aware(row.created_at) or utcnow(), updated_at=aware(row.updated_at) or utcnow(),
+        )

@@ -1,0 +1,165 @@
+"""The import job queue. A job is claimed with a lease (worker + heartbeat), so a job whose worker died
+(server killed, machine restarted) goes back to the queue and resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from mmsearch.catalog.models import JobRow, aware, utcnow
+from mmsearch.errors import InvalidArgument, NotFound
+
+MAX_STORED_ERRORS = 1_000  # per job; the counts stay exact beyond it
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    dataset_id: str
+    status: str
+    source: str
+    total: int
+    done: int
+    imported: int
+    failed: int
+    warned: int
+    errors: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+    message: str
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Items applied per second of running time (all attempts)."""
+        return self.done / self.run_seconds if self.run_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.id, "kind": self.kind, "dataset_id": self.dataset_id, "status": self.status,
+            "progress": {
+                "total": self.total, "processed": self.done, "imported": self.imported, "failed": self.failed,
+                "warnings": self.warned, "percent": round(100.0 * self.done / self.total, 1) if self.total else 100.0,
+                "items_per_second": round(self.rate, 1),
+            },
+            "errors": self.errors, "warnings": self.warnings, "message": self.message, "attempts": self.attempts,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+
+
+def _job(row: JobRow) -> Job:
+    return Job(
+        id=row.id, kind=row.kind, dataset_id=row.dataset_id, status=row.status, source=row.source,
+        total=row.total, done=row.done, imported=row.imported, failed=row.failed, warned=row.warned,
+        errors=json.loads(row.errors_json), warnings=json.loads(row.warnings_json), message=row.message,
+        attempts=row.attempts, created_at=aware(row.created_at) or utcnow(), started_at=aware(row.started_at),
+        finished_at=aware(row.finished_at), run_seconds=row.run_seconds,
+    )
+
+
+class Jobs:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, dataset_id: str, source: str, total: int, kind: str = "upsert", job_id: str | None = None) -> Job:
+        job_id = job_id or secrets.token_hex(8)
+        with Session(self.engine) as s, s.begin():
+            s.add(JobRow(id=job_id, kind=kind, dataset_id=dataset_id, status="queued", source=source, total=total))
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job:
+        with Session(self.engine) as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"job_id: job {job_id!r} does not exist", field="job_id")
+            return _job(row)
+
+    def list(self, dataset_id: str | None = None, status: str | None = None, limit: int = 100) -> list[Job]:
+        q = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if dataset_id:
+            q = q.where(JobRow.dataset_id == dataset_id)
+        if status:
+            q = q.where(JobRow.status == status)
+        with Session(self.engine) as s:
+            return [_job(r) for r in s.scalars(q)]
+
+    def claim(self, worker: str, stale_after_s: float = 30.0) -> Job | None:
+        """The oldest queued job, or a running one whose worker stopped heart-beating."""
+        stale = utcnow() - timedelta(seconds=stale_after_s)
+        claimable = or_(JobRow.status == "queued", and_(JobRow.status == "running", JobRow.heartbeat_at < stale))
+        with Session(self.engine) as s:
+            ids = list(s.scalars(select(JobRow.id).where(claimable).order_by(JobRow.created_at).limit(5)))
+        for job_id in ids:
+            now = utcnow()
+            with Session(self.engine) as s, s.begin():
+                res = s.execute(
+                    update(JobRow).where(JobRow.id == job_id, claimable)
+                    .values(status="running", worker=worker, heartbeat_at=now, attempts=JobRow.attempts + 1)
+                )
+                if res.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # another worker won it
+                row = s.get(JobRow, job_id)
+                assert row is not None
+                if row.started_at is None:
+                    row.started_at = now
+            return self.get(job_id)
+        return None
+
+    def checkpoint(
+        self, job_id: str, worker: str, *, done: int, imported: int, failed: int, warned: int,
+        errors: list[dict[str, Any]], warnings: list[dict[str, Any]], run_seconds: float,
+    ) -> bool:
+        """Record progress after a batch was written. False = the lease was lost (or the job cancelled)."""
+        with Session(self.engine) as s, s.begin():
+            row = s.get(JobRow, job_id)
+            if row is None or row.worker != worker or row.status != "running":
+                return False
+            row.done, row.imported, row.failed, row.warned = done, imported, failed, warned
+            if errors:
+                kept = json.loads(row.errors_json)
+                row.errors_json = json.dumps((kept + errors)[:MAX_STORED_ERRORS], ensure_ascii=False)
+            if warnings:
+                kept = json.loads(row.warnings_json)
+                row.warnings_json = json.dumps((kept + warnings)[:MAX_STORED_ERRORS], ensure_ascii=False)
+            row.run_seconds = run_seconds
+            row.heartbeat_at = utcnow()
+            return True
+
+    def heartbeat(self, job_id: str, worker: str) -> bool:
+        with Session(self.engine) as s, s.begin():
+            res = s.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.status == "running")
+                .values(heartbeat_at=utcnow())
+            )
+            return res.rowcount == 1  # type: ignore[attr-defined]
+
+    def finish(self, job_id: str, worker: str, status: str, message: str = "") -> None:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(JobRow, job_id)
+            if row is None or row.worker != worker or row.status != "running":
+                return
+            row.status, row.message, row.finished_at = status, message, utcnow()
+
+    def cancel(self, job_id: str) -> Job:
+        with Session(self.engine) as s, s.begin():
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFound(f"job_id: job {job_id!r} does not exist", field="job_id")
+            if row.status in TERMINAL:
+                raise InvalidArgument(f"job_id: job {job_id!r} already {row.status}", field="job_id")
+            row.status, row.message, row.finished_at = "cancelled", "cancelled by request", utcnow()
+        return self.get(job_id)

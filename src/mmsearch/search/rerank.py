@@ -1,0 +1,207 @@
+"""The rerank stage: a second, more careful look at the top `rerank_depth` fused hits.
+
+The first stage ranks by BM25 over a bag of tokens and by (possibly approximate) vector similarity.
+The reranker reads each candidate's document, stored vector and image metadata (one store lookup) and
+combines five signals, each in [0, 1]:
+
+    semantic  max(0, cos(query vector, item vector)), exact; 0 for an item without a vector.
+              Used when the query has a vector (the vlm channel ran or a vector/image was given).
+    coverage  the fraction of the query's tokens found in the item's searchable fields or in the
+              OCR text of its images (tokenised as at import, so 鞋 finds 运动鞋 like recall does).
+    phrase    the normalised query (NFKC, lower case, punctuation as spaces) as a contiguous phrase:
+              1.0 in the title-like field (the first searchable field named like *title* or *name*,
+              else the first searchable field), 0.8 in another searchable field, 0.6 in the OCR text
+              of an image, 0 otherwise. Latin words must match whole (`shoe` is not in `shoes`).
+    ocr       the fraction of the query's tokens found in the OCR text of the item's images: the image
+              itself shows what was asked for. Used when the dataset has image fields.
+    first     the first-stage fused score divided by the best fused score of this query.
+
+    rerank_score = sum(w_s * signal_s) / sum(w_s)  over the signals used for this query,
+
+with w = SearchOptions.rerank_weights (default semantic 0.30, coverage 0.25, phrase 0.20, ocr 0.10,
+first 0.15). coverage and phrase are used when the query has text. Signals not used for the query
+(e.g. semantic for a text-only query) drop out of both sums, so the score stays in [0, 1].
+
+The reranked hits get `rerank_score`, are ordered by it (ties keep the fused order) and stay above the
+hits beyond the depth, which keep their fused order and have no rerank_score. `score` stays the fused
+score (the spec's "score after merging the recall channels"); `hit.final_score` is what ranks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmsearch.schema.fields import DatasetInfo, DatasetSchema, FieldSpec
+from mmsearch.search.types import RERANK_WEIGHTS, SearchHit
+from mmsearch.store.base import RerankFeatures, Store
+from mmsearch.text import normalize, tokenize, tokenize_query
+
+PHRASE_TITLE = 1.0
+PHRASE_FIELD = 0.8
+PHRASE_OCR = 0.6
+
+_PUNCT = re.compile(r"[\W_]+")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+@dataclass
+class RerankQuery:
+    """What the reranker compares items with: the query text (normalised), its tokens and its vector."""
+
+    text: str = ""
+    tokens: list[str] = field(default_factory=list)
+    vector: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, text: str | None, vector: np.ndarray | None) -> RerankQuery:
+        text = text or ""
+        v = None
+        if vector is not None:
+            v = np.asarray(vector, dtype=np.float32).reshape(-1)
+            norm = float(np.linalg.norm(v))
+            v = v / norm if norm > 0 else None
+        return cls(text=phrase_text(text), tokens=tokenize_query(text) if text.strip() else [], vector=v)
+
+
+def phrase_text(text: str) -> str:
+    """Normalised for phrase matching: NFKC, lower case, every run of punctuation or space as one space."""
+    return _PUNCT.sub(" ", normalize(text)).strip()
+
+
+def _wordish(ch: str) -> bool:
+    return ch.isalnum() and not _CJK.match(ch)
+
+
+def contains_phrase(haystack: str, needle: str) -> bool:
+    """`needle` occurs in `haystack` (both phrase_text'ed); a Latin/digit edge must be a word edge."""
+    if not needle:
+        return False
+    start = haystack.find(needle)
+    while start != -1:
+        end = start + len(needle)
+        left_ok = start == 0 or not (_wordish(needle[0]) and _wordish(haystack[start - 1]))
+        right_ok = end == len(haystack) or not (_wordish(needle[-1]) and _wordish(haystack[end]))
+        if left_ok and right_ok:
+            return True
+        start = haystack.find(needle, start + 1)
+    return False
+
+
+def title_field(schema: DatasetSchema) -> FieldSpec | None:
+    searchable = schema.searchable
+    for spec in searchable:
+        name = spec.name.lower()
+        if "title" in name or "name" in name:
+            return spec
+    return searchable[0] if searchable else None
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def used_signals(query: RerankQuery, schema: DatasetSchema) -> list[str]:
+    used = ["first"]
+    if query.vector is not None:
+        used.append("semantic")
+    if query.tokens:
+        used += ["coverage", "phrase"]
+        if schema.images:
+            used.append("ocr")
+    return used
+
+
+def signals(
+    query: RerankQuery, item: RerankFeatures, schema: DatasetSchema, first: float, used: list[str] | None = None
+) -> dict[str, float]:
+    """Each used signal of one item, in [0, 1] (see the module docstring)."""
+    used = used if used is not None else used_signals(query, schema)
+    out: dict[str, float] = {"first": min(1.0, max(0.0, first))}
+    if "semantic" in used:
+        v = item.vector
+        if v is None or query.vector is None or v.shape != query.vector.shape:
+            out["semantic"] = 0.0
+        else:
+            norm = float(np.linalg.norm(v))
+            out["semantic"] = min(1.0, max(0.0, float(v @ query.vector) / norm)) if norm > 0 else 0.0
+    if not query.tokens:
+        return out
+    title = title_field(schema)
+    field_texts = {spec.name: _strings(item.doc.get(spec.name)) for spec in schema.searchable}
+    ocr_texts = [m["ocr"] for m in item.media if isinstance(m, dict) and isinstance(m.get("ocr"), str) and m["ocr"]]
+    field_tokens = {tok for texts in field_texts.values() for t in texts for tok in tokenize(t)}
+    ocr_tokens = {tok for t in ocr_texts for tok in tokenize(t)}
+    n = len(query.tokens)
+    out["coverage"] = sum(1 for t in query.tokens if t in field_tokens or t in ocr_tokens) / n
+    phrase = 0.0
+    for name, texts in field_texts.items():
+        if any(contains_phrase(phrase_text(t), query.text) for t in texts):
+            phrase = max(phrase, PHRASE_TITLE if title is not None and name == title.name else PHRASE_FIELD)
+    if phrase < PHRASE_OCR and any(contains_phrase(phrase_text(t), query.text) for t in ocr_texts):
+        phrase = PHRASE_OCR
+    out["phrase"] = phrase
+    if "ocr" in used:
+        out["ocr"] = sum(1 for t in query.tokens if t in ocr_tokens) / n
+    return out
+
+
+def combine(values: dict[str, float], weights: dict[str, float]) -> float:
+    total = sum(max(0.0, weights.get(s, 0.0)) for s in values)
+    if total <= 0:
+        return values.get("first", 0.0)
+    return sum(max(0.0, weights.get(s, 0.0)) * v for s, v in values.items()) / total
+
+
+def rerank_hits(
+    hits: list[SearchHit],
+    features: dict[str, RerankFeatures],
+    query: RerankQuery,
+    schema: DatasetSchema,
+    depth: int,
+    weights: dict[str, float] | None = None,
+) -> list[SearchHit]:
+    """Score the top `depth` hits (those `features` has; an item deleted since recall is not reranked
+    and joins the tail) and put them, best first, above the rest. Pure: no store access."""
+    depth = max(0, int(depth))
+    if depth == 0 or not hits:
+        return hits
+    weights = RERANK_WEIGHTS if weights is None else weights
+    best = max(h.score for h in hits)
+    used = used_signals(query, schema)
+    head: list[SearchHit] = []
+    tail: list[SearchHit] = []
+    for hit in hits[:depth]:
+        item = features.get(hit.id)
+        if item is None:
+            tail.append(hit)
+            continue
+        first = hit.score / best if best > 0 else 0.0
+        hit.rerank_score = combine(signals(query, item, schema, first, used), weights)
+        head.append(hit)
+    head.sort(key=lambda h: -(h.rerank_score or 0.0))  # stable: equal scores keep the fused order
+    return head + tail + hits[depth:]
+
+
+def rerank(
+    hits: list[SearchHit],
+    query: RerankQuery,
+    info: DatasetInfo,
+    store: Store,
+    depth: int,
+    weights: dict[str, float] | None = None,
+) -> tuple[list[SearchHit], dict[str, RerankFeatures]]:
+    """Fetch the top `depth` hits' features in one store call and rerank them. Also returns the features,
+    whose documents the pipeline reuses for the page it shows."""
+    depth = max(0, int(depth))
+    if depth == 0 or not hits:
+        return hits, {}
+    features = store.rerank_features(info, [h.id for h in hits[:depth]])
+    return rerank_hits(hits, features, query, info.schema, depth, weights), features
