@@ -1,4 +1,4 @@
-# The two commands a newcomer needs:  make run  (demo data + searches)   make test  (lint + test suite)
+# The two commands a newcomer needs:  make run  (quickstart: demo data + server)   make test  (lint + test suite)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -23,7 +23,7 @@ sysdeps:
 	fi
 
 run: $(STAMP)
-	$(BIN)/mmsearch demo
+	$(BIN)/mmsearch quickstart
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

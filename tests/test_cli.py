@@ -175,7 +175,8 @@ def test_delete(cli, files):
     assert missing.exit_code == 1 and "'nope' does not exist" in missing.stderr
 
 
-def test_demo_builds_and_searches(cli):
+def test_demo_builds_and_searches(cli, monkeypatch):
+    monkeypatch.setenv("MMSEARCH_OCR", "false")  # OCR of the pictures: test_quickstart.py, on a subset
     result = cli("demo")
     assert "imported 240" in result.stdout
     assert "运动鞋" in result.stdout and "matches" in result.stdout

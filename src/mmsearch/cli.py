@@ -359,54 +359,14 @@ def doctor(as_json: JsonFlag = False) -> None:
 
 
 # -- demo -----------------------------------------------------------------------------------------------
-SAMPLES = Path(__file__).resolve().parent / "samples"
-DEMO_QUERIES: list[tuple[str, dict[str, Any]]] = [
-    ("运动鞋", {}),
-    ("鞋", {"filter": {"op": "and", "conds": [
-        {"op": "must", "field": "sizes", "conds": [38]},
-        {"op": "range", "field": "price", "lt": 1000}]}, "sort_by": "price", "sort_order": "asc"}),
-    ("wireless headphones", {"sort_by": "product.rating"}),
-]
-
-
-@app.command("demo")
-def demo(
-    dataset_id: Annotated[str, typer.Option("--dataset", help="Name of the demo dataset.")] = "demo",
-    samples: Annotated[Path, typer.Option("--samples", help="Folder with products.jsonl and its schema.")] = SAMPLES,
-) -> None:
-    """Build a demo dataset from the shipped sample catalogue and run a few searches."""
-    with errors(False):
-        mm = engine()
-        if any(d.id == dataset_id for d in mm.datasets()):
-            mm.drop_dataset(dataset_id)
-        status = mm.encoder_status()
-        if not status["available"]:
-            err.print(f"[yellow]image model unavailable[/] ({status['message']}); "
-                      "searching with the text channel (fields + OCR) only")
-        schema = json.loads((samples / "products.schema.json").read_text(encoding="utf-8"))
-        mm.create_dataset(dataset_id, schema)
-        print_report(import_with_progress(mm, dataset_id, samples / "products.jsonl", 1_000, quiet=False))
-        for text, extra in DEMO_QUERIES:
-            cli = f"mmsearch search {dataset_id} {json.dumps(text, ensure_ascii=False)}"
-            if "filter" in extra:
-                cli += f" --filter '{json.dumps(extra['filter'], ensure_ascii=False)}'"
-            if "sort_by" in extra:
-                cli += f" --sort-by {extra['sort_by']} --sort-order {extra.get('sort_order', 'desc')}"
-            out.print(f"\n[bold]$ {cli} --size 5[/]")
-            result = mm.search(dataset_id, SearchRequest(text=text, page_size=5, **extra))
-            for n, h in enumerate(result.hits, start=1):
-                sort_note = f"  {extra['sort_by']}={_display(h.fields, extra['sort_by'])}" if "sort_by" in extra else ""
-                out.print(f"  {n}. {h.id}  {h.score:.3f}  {h.fields.get('title')}{sort_note}")
-            out.print(f"  ({result.total_items} matches)")
-    out.print(f"\nData lives in {mm.settings.home.resolve()}. Try: mmsearch dataset show {dataset_id}")
-
-
 # Command groups live in mmsearch.commands; imported last because they use the helpers above.
 from mmsearch.commands.apps import app_app, job_app, key_app  # noqa: E402
-from mmsearch.commands.serve import quickstart, serve  # noqa: E402
+from mmsearch.commands.demo import demo, quickstart  # noqa: E402
+from mmsearch.commands.serve import serve  # noqa: E402
 
 app.add_typer(app_app, name="app")
 app.add_typer(key_app, name="key")
 app.add_typer(job_app, name="job")
 app.command("serve")(serve)
 app.command("quickstart")(quickstart)
+app.command("demo")(demo)
