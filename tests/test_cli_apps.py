@@ -100,3 +100,24 @@ def test_job_list_and_show(cli):
     assert shown["errors"][0]["index"] == 1
     assert job.id in cli("job", "list").stdout
     assert cli("job", "show", "nope", ok=False).exit_code == 1
+
+
+def test_cli_import_is_a_job(cli, tmp_path: Path):
+    data = tmp_path / "items.jsonl"
+    data.write_text('{"item_id": "a", "title": "red shoe"}\n{"item_id": "b", "title": "blue shoe"}\n{"title": "x"}\n')
+    result = cli("import", "shoes", str(data))
+    assert "imported 2" in result.stdout and "job " in result.stderr
+    jobs = json.loads(cli("job", "list", "--json").stdout)
+    assert len(jobs) == 1
+    job = jobs[0]
+    progress = job["progress"]
+    assert (job["kind"], job["status"], progress["imported"], progress["failed"]) == ("file", "succeeded", 2, 1)
+    assert data.exists()  # the user's file is the job's source: never deleted
+    cli("import", "shoes", str(data))  # a re-run is idempotent
+    mm = MMSearch(Settings(home=cli.home), encoder=None)
+    assert mm.store.count(mm.dataset("shoes")) == 2
+    broken = tmp_path / "broken.json"
+    broken.write_text("[{")
+    r = cli("import", "shoes", str(broken), ok=False)
+    assert r.exit_code == 1 and "invalid JSON" in r.stderr
+    assert len(json.loads(cli("job", "list", "--json").stdout)) == 2  # an unreadable file never becomes a job

@@ -16,10 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mmsearch import __version__
+from mmsearch.catalog.jobs import Job
 from mmsearch.config import Settings, get_settings
 from mmsearch.core import MMSearch
 from mmsearch.errors import InvalidArgument, MMSearchError
 from mmsearch.ingest import ImportReport, count_items
+from mmsearch.ingest.jobs import run_file_import
 from mmsearch.schema.fields import DatasetInfo
 from mmsearch.search import SearchRequest, SearchResult
 
@@ -181,20 +183,23 @@ def print_report(report: ImportReport) -> None:
 
 
 def import_with_progress(mm: MMSearch, dataset_id: str, file: Path, batch_size: int, quiet: bool) -> ImportReport:
-    """A Rich progress bar with the item rate on stderr while the file imports."""
+    """The import runs as a job (listed by `mmsearch job list`, resumable by a server on the same home), with a
+    Rich progress bar and the item rate on stderr."""
     mm.dataset(dataset_id)
     columns = [TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
     with Progress(*columns, console=err, disable=quiet) as progress:
         task = progress.add_task("import", total=count_items(file), rate="")
 
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            done = progress.tasks[0]
-            if done.elapsed:
-                progress.update(task, rate=f"{done.completed / done.elapsed:,.0f} items/s")
+        def advance(job: Job) -> None:
+            progress.update(task, completed=job.done, rate=f"{job.rate:,.0f} items/s" if job.rate else "")
 
-        return mm.import_file(dataset_id, file, batch_size=batch_size, on_progress=advance)
+        job, report = run_file_import(mm, dataset_id, file, batch_size=batch_size, on_progress=advance)
+    if job.status == "failed" and report.total == 0:
+        raise InvalidArgument(f"file: {job.message}", field="file")
+    if not quiet:
+        err.print(f"job {job.id}: {job.status} (mmsearch job show {job.id})")
+    return report
 
 
 @app.command("import")

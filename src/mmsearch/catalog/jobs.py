@@ -97,10 +97,12 @@ class Jobs:
         with Session(self.engine) as s:
             return [_job(r) for r in s.scalars(q)]
 
-    def claim(self, worker: str, stale_after_s: float = 30.0) -> Job | None:
-        """The oldest queued job, or a running one whose worker stopped heart-beating."""
+    def claim(self, worker: str, stale_after_s: float = 30.0, job_id: str | None = None) -> Job | None:
+        """The oldest queued job (or `job_id`), or a running one whose worker stopped heart-beating."""
         stale = utcnow() - timedelta(seconds=stale_after_s)
         claimable = or_(JobRow.status == "queued", and_(JobRow.status == "running", JobRow.heartbeat_at < stale))
+        if job_id is not None:
+            claimable = and_(claimable, JobRow.id == job_id)
         with Session(self.engine) as s:
             ids = list(s.scalars(select(JobRow.id).where(claimable).order_by(JobRow.created_at).limit(5)))
         for job_id in ids:

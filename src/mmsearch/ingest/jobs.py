@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from mmsearch.catalog.jobs import Job
 from mmsearch.errors import InvalidArgument, MMSearchError
-from mmsearch.ingest.importer import import_items
+from mmsearch.ingest.importer import MAX_REPORTED_ERRORS, ImportReport, import_items
 from mmsearch.ingest.readers import count_items, read_items
 
 if TYPE_CHECKING:
@@ -101,6 +101,33 @@ def submit_file(mm: MMSearch, dataset_id: str, path: Path) -> Job:
     return mm.catalog.jobs.create(dataset_id, str(path), total, kind="file")
 
 
+def merge_reports(total: ImportReport, part: ImportReport) -> None:
+    total.total += part.total
+    total.inserted += part.inserted
+    total.replaced += part.replaced
+    total.rejected += part.rejected
+    room = MAX_REPORTED_ERRORS - len(total.errors)
+    total.errors.extend(part.errors[: max(room, 0)])
+    total.errors_truncated |= part.errors_truncated or len(part.errors) > room
+    total.warnings.extend(part.warnings[: max(MAX_REPORTED_ERRORS - len(total.warnings), 0)])
+
+
+def run_file_import(
+    mm: MMSearch, dataset_id: str, path: Path, batch_size: int = 1_000, on_progress: Callable[[Job], None] | None = None
+) -> tuple[Job, ImportReport]:
+    """A file import in the foreground, as a job: it is listed with the others and, if this process dies, any
+    server on the same home resumes it from its last checkpoint (or a re-run imports again, idempotently)."""
+    info = mm.dataset(dataset_id)
+    mm.image_indexer(info)  # a model/dataset mismatch fails here, before a job exists
+    job = submit_file(mm, dataset_id, path)
+    runner = JobRunner(mm, batch_size=batch_size)
+    claimed = mm.catalog.jobs.claim(runner.worker, job_id=job.id)
+    if claimed is None:  # cannot happen unless another worker raced us to a job created a moment ago
+        raise MMSearchError(f"job {job.id} was claimed by another worker", field="job_id")
+    report = ImportReport()
+    return runner.run(claimed, on_progress, report), report
+
+
 class JobRunner:
     """Runs queued jobs on a background thread (the server), or one job in the foreground (the CLI)."""
 
@@ -147,14 +174,17 @@ class JobRunner:
             self._wake.clear()
 
     # -- one job ------------------------------------------------------------------------------------
-    def run(self, job: Job, on_progress: Callable[[Job], None] | None = None) -> Job:
-        """Apply a claimed job from its checkpoint to the end."""
+    def run(
+        self, job: Job, on_progress: Callable[[Job], None] | None = None, report: ImportReport | None = None
+    ) -> Job:
+        """Apply a claimed job from its checkpoint to the end; `report`, when given, collects what this run did
+        (the CLI prints it)."""
         jobs = self.mm.catalog.jobs
         beating = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job.id, beating), daemon=True)
         beat.start()
         try:
-            status, message = self._apply(job, on_progress)
+            status, message = self._apply(job, on_progress, report if report is not None else ImportReport())
         except MMSearchError as exc:
             status, message = "failed", exc.message
         except Exception as exc:  # a bug or an engine failure: the job says so rather than hanging
@@ -175,7 +205,7 @@ class JobRunner:
             if not self.mm.catalog.jobs.heartbeat(job_id, self.worker):
                 return
 
-    def _apply(self, job: Job, on_progress: Callable[[Job], None] | None) -> tuple[str, str]:
+    def _apply(self, job: Job, on_progress: Callable[[Job], None] | None, total: ImportReport) -> tuple[str, str]:
         jobs = self.mm.catalog.jobs
         info = self.mm.dataset(job.dataset_id)
         source = Path(job.source)
@@ -185,6 +215,7 @@ class JobRunner:
         done, imported, failed, warned = job.done, job.imported, job.failed, job.warned
         run_seconds = job.run_seconds
         items = itertools.islice(read_items(source, info.schema), job.done, None)
+        started_all = time.perf_counter()
         while True:
             chunk = list(itertools.islice(items, self.batch_size))
             if not chunk:
@@ -193,6 +224,7 @@ class JobRunner:
             report = import_items(info, chunk, self.mm.store, batch_size=self.batch_size, maintain=False,
                                   images=images)
             run_seconds += time.perf_counter() - started
+            merge_reports(total, report)
             done += report.total
             imported += report.imported
             failed += report.rejected
@@ -206,8 +238,11 @@ class JobRunner:
                 return "", ""  # cancelled, or another worker took the job over: stop quietly
             if on_progress is not None:
                 on_progress(jobs.get(job.id))
+        if images is not None and images.active:
+            total.images = images.stats.as_dict()
         if imported:
-            self.mm.store.maintain(info)
+            total.maintenance = self.mm.store.maintain(info)
+        total.seconds = time.perf_counter() - started_all
         if failed and not imported:
             return "failed", f"none of the {failed} items could be imported; see errors"
         return "succeeded", f"{imported} imported, {failed} rejected" + (f", {warned} warnings" if warned else "")
