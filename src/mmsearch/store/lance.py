@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lancedb
 import numpy as np
@@ -32,6 +34,7 @@ from mmsearch.store.lance_filter import to_sql
 
 _ARROW = {"int32": pa.int32(), "int64": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
 _ID_CHUNK = 1_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,23 @@ def arrow_schema(info: DatasetInfo) -> pa.Schema:
 
 def _arrow_type(f: FieldSpec) -> pa.DataType:
     return pa.list_(_ARROW[f.element_type]) if f.is_array else _ARROW[f.type]
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    return "commit conflict" in str(exc).lower()
+
+
+def retry_conflicts(fn: Callable[[], T], attempts: int = 6) -> T:
+    """Lance commits optimistically: when two writers (the CLI and a server, two jobs) commit at once, the
+    loser gets a retryable conflict. Its data is not written, so running the operation again is safe."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (RuntimeError, OSError, ValueError) as exc:
+            if not is_commit_conflict(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")
 
 
 def _in_ids(ids: list[str]) -> str:
@@ -154,12 +174,13 @@ class LanceStore:
             return UpsertResult(0, 0)
         unique = list({r.id: r for r in records}.values())
         table = self._table(info)
-        result = (
+        data = self._to_arrow(info, unique)
+        result = retry_conflicts(lambda: (
             table.merge_insert("_id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
-            .execute(self._to_arrow(info, unique), on_bad_vectors="null")
-        )
+            .execute(data, on_bad_vectors="null")
+        ))
         replaced = result.num_updated_rows + (len(records) - len(unique))
         return UpsertResult(inserted=result.num_inserted_rows, replaced=replaced)
 
@@ -171,7 +192,7 @@ class LanceStore:
             predicate = _in_ids(chunk)
             found = table.count_rows(predicate)
             if found:
-                table.delete(predicate)
+                retry_conflicts(lambda p=predicate: table.delete(p))
                 deleted += found
         return deleted
 
@@ -312,8 +333,14 @@ class LanceStore:
                     "IVF_HNSW_PQ": HnswPq}[self.ann.index_type]
             table.create_index("_vec", config=kind(distance_type="cosine", **options))
             done["_vec"] = f"{self.ann.index_type}({', '.join(f'{k}={v}' for k, v in options.items())})"
-        # Folds rows written since the last build into every index and compacts small fragments.
-        table.optimize(cleanup_older_than=timedelta(hours=1))
+        # Folds rows written since the last build into every index and compacts small fragments. Another
+        # writer optimising at the same moment does the same work: after the retries, leave it to them.
+        try:
+            retry_conflicts(lambda: table.optimize(cleanup_older_than=timedelta(hours=1)), attempts=3)
+        except (RuntimeError, OSError, ValueError) as exc:
+            if not is_commit_conflict(exc):
+                raise
+            done["optimize"] = "skipped: a concurrent writer was optimising the table"
         return done
 
     def stats(self, info: DatasetInfo) -> dict[str, Any]:
