@@ -13,8 +13,8 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mmsearch.catalog.models import AppDatasetRow, ApplicationRow, DatasetRow, KeyAppRow, aware, utcnow
-from mmsearch.errors import AlreadyExists, InvalidArgument, NotFound
+from mmsearch.catalog.models import AppDatasetRow, ApplicationRow, DatasetRow, KeyAppRow, aware, require, utcnow
+from mmsearch.errors import AlreadyExists, InvalidArgument
 
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -93,8 +93,7 @@ class Apps:
             raise InvalidArgument("datasets: an application needs at least one dataset", field="datasets")
         out: list[str] = []
         for ds in datasets:
-            if s.get(DatasetRow, ds) is None:
-                raise NotFound(f"datasets: dataset {ds!r} does not exist", field="datasets")
+            require(s, DatasetRow, ds, "datasets", "dataset")
             if ds not in out:
                 out.append(ds)
         return out
@@ -118,9 +117,7 @@ class Apps:
 
     def update(self, app_id: str, datasets: list[str] | None = None, config: object = None) -> Application:
         with Session(self.engine) as s, s.begin():
-            row = s.get(ApplicationRow, app_id)
-            if row is None:
-                raise NotFound(f"application_id: application {app_id!r} does not exist", field="application_id")
+            row = require(s, ApplicationRow, app_id, "application_id", "application")
             if config is not None:
                 row.config_json = parse_app_config(config).model_dump_json()
             if datasets is not None:
@@ -132,9 +129,7 @@ class Apps:
 
     def get(self, app_id: str) -> Application:
         with Session(self.engine) as s:
-            row = s.get(ApplicationRow, app_id)
-            if row is None:
-                raise NotFound(f"application_id: application {app_id!r} does not exist", field="application_id")
+            row = require(s, ApplicationRow, app_id, "application_id", "application")
             return self._app(s, row)
 
     def list(self) -> list[Application]:
@@ -143,9 +138,7 @@ class Apps:
 
     def remove(self, app_id: str) -> None:
         with Session(self.engine) as s, s.begin():
-            row = s.get(ApplicationRow, app_id)
-            if row is None:
-                raise NotFound(f"application_id: application {app_id!r} does not exist", field="application_id")
+            row = require(s, ApplicationRow, app_id, "application_id", "application")
             s.execute(delete(AppDatasetRow).where(AppDatasetRow.app_id == app_id))
             s.execute(delete(KeyAppRow).where(KeyAppRow.app_id == app_id))  # a re-created app starts unkeyed
             s.delete(row)

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from mmsearch.catalog.apps import Apps
 from mmsearch.catalog.jobs import Jobs
 from mmsearch.catalog.keys import Keys
-from mmsearch.catalog.models import Base, DatasetRow
+from mmsearch.catalog.models import Base, DatasetRow, require
 from mmsearch.catalog.querylog import QueryLog
-from mmsearch.errors import AlreadyExists, NotFound
+from mmsearch.errors import AlreadyExists
 from mmsearch.schema.fields import DatasetInfo, parse_schema
 
 
@@ -64,9 +64,7 @@ class Catalog:
 
     def dataset(self, dataset_id: str) -> DatasetInfo:
         with Session(self.engine) as s:
-            row = s.get(DatasetRow, dataset_id)
-            if row is None:
-                raise NotFound(f"dataset_id: dataset {dataset_id!r} does not exist", field="dataset_id")
+            row = require(s, DatasetRow, dataset_id, "dataset_id", "dataset")
             return _info(row)
 
     def datasets(self) -> list[DatasetInfo]:
@@ -75,7 +73,5 @@ class Catalog:
 
     def remove_dataset(self, dataset_id: str) -> None:
         with Session(self.engine) as s, s.begin():
-            row = s.get(DatasetRow, dataset_id)
-            if row is None:
-                raise NotFound(f"dataset_id: dataset {dataset_id!r} does not exist", field="dataset_id")
+            row = require(s, DatasetRow, dataset_id, "dataset_id", "dataset")
             s.delete(row)

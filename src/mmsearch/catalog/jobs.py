@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from mmsearch.catalog.models import JobRow, aware, utcnow
-from mmsearch.errors import InvalidArgument, NotFound
+from mmsearch.catalog.models import JobRow, aware, require, utcnow
+from mmsearch.errors import InvalidArgument
 
 MAX_STORED_ERRORS = 1_000  # per job; the counts stay exact beyond it
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -83,9 +83,7 @@ class Jobs:
 
     def get(self, job_id: str) -> Job:
         with Session(self.engine) as s:
-            row = s.get(JobRow, job_id)
-            if row is None:
-                raise NotFound(f"job_id: job {job_id!r} does not exist", field="job_id")
+            row = require(s, JobRow, job_id, "job_id", "job")
             return _job(row)
 
     def list(self, dataset_id: str | None = None, status: str | None = None, limit: int = 100) -> list[Job]:
@@ -158,9 +156,7 @@ class Jobs:
 
     def cancel(self, job_id: str) -> Job:
         with Session(self.engine) as s, s.begin():
-            row = s.get(JobRow, job_id)
-            if row is None:
-                raise NotFound(f"job_id: job {job_id!r} does not exist", field="job_id")
+            row = require(s, JobRow, job_id, "job_id", "job")
             if row.status in TERMINAL:
                 raise InvalidArgument(f"job_id: job {job_id!r} already {row.status}", field="job_id")
             row.status, row.message, row.finished_at = "cancelled", "cancelled by request", utcnow()

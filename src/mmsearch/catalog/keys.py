@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from mmsearch.catalog.models import ApplicationRow, KeyAppRow, KeyRow, aware, utcnow
+from mmsearch.catalog.models import ApplicationRow, KeyAppRow, KeyRow, aware, require, utcnow
 from mmsearch.errors import InvalidArgument, NotFound
 
 KEY_PREFIX = "mms_"
@@ -73,8 +73,7 @@ class Keys:
         with Session(self.engine) as s, s.begin():
             scoped: list[str] = []
             for app_id in apps:
-                if s.get(ApplicationRow, app_id) is None:
-                    raise NotFound(f"apps: application {app_id!r} does not exist", field="apps")
+                require(s, ApplicationRow, app_id, "apps", "application")
                 if app_id not in scoped:
                     scoped.append(app_id)
             s.add(KeyRow(id=key_id, key_hash=hash_key(key), access_key_id=ak, secret_access_key=sk, name=name))
@@ -84,9 +83,7 @@ class Keys:
 
     def get(self, key_id: str) -> ApiKey:
         with Session(self.engine) as s:
-            row = s.get(KeyRow, key_id)
-            if row is None:
-                raise NotFound(f"key: key {key_id!r} does not exist", field="key")
+            row = require(s, KeyRow, key_id, "key", "key")
             return self._key(s, row)
 
     def list(self) -> list[ApiKey]:

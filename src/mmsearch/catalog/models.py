@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from mmsearch.errors import NotFound
 
 
 def utcnow() -> datetime:
@@ -19,6 +22,17 @@ def aware(ts: datetime | None) -> datetime | None:
 
 class Base(DeclarativeBase):
     pass
+
+
+R = TypeVar("R", bound=Base)
+
+
+def require(s: Session, row_type: type[R], key: str, field: str, what: str) -> R:
+    """The row, or NotFound naming the field: `application_id: application 'x' does not exist`."""
+    row = s.get(row_type, key)
+    if row is None:
+        raise NotFound(f"{field}: {what} {key!r} does not exist", field=field)
+    return row
 
 
 class DatasetRow(Base):
