@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_import_body_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024, description="body limit of item upserts on the management API"
     )
+    web_dataset: str = Field(default="web", description="the dataset /search/multimodal answers from")
+    iqs_results: int = Field(default=20, ge=1, le=100, description="images per /search/multimodal answer")
+    iqs_timeout_s: float = Field(default=5.0, gt=0, le=120, description="server-side timeout of /search/multimodal")
 
     @property
     def image_root_paths(self) -> list[Path]:

@@ -19,7 +19,7 @@ INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 DATASET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DATASET_TYPES = ("image_text", "video")
+DATASET_TYPES = ("image_text", "video", "web")  # web: images found on web pages (IQS MultimodalSearch)
 
 DEFAULT_MAX_LENGTH = 65_536  # characters of a string value
 DEFAULT_MAX_ITEMS = 1_024  # elements of an array value
@@ -175,7 +175,7 @@ def parse_schema(raw: Any) -> DatasetSchema:
         raise InvalidArgument(f"{prefix}: {msg}", field=where) from None
 
 
-DatasetType = Literal["image_text", "video"]
+DatasetType = Literal["image_text", "video", "web"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,6 @@ def check_dataset_id(dataset_id: str) -> str:
 def check_dataset_type(dataset_type: str) -> DatasetType:
     if dataset_type not in DATASET_TYPES:
         raise InvalidArgument(
-            f"type: {dataset_type!r} is not a dataset type; use image_text or video", field="type"
+            f"type: {dataset_type!r} is not a dataset type; use image_text, video or web", field="type"
         )
     return dataset_type  # type: ignore[return-value]
