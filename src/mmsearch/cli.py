@@ -375,3 +375,16 @@ app.add_typer(job_app, name="job")
 app.command("serve")(serve)
 app.command("quickstart")(quickstart)
 app.command("demo")(demo)
+
+from mmsearch.commands.accounts import account_app  # noqa: E402
+
+app.add_typer(account_app, name="account")
+
+from mmsearch.commands.web import import_web  # noqa: E402
+
+app.command("import-web")(import_web)
+
+from mmsearch.commands.crawl import crawl, import_warc  # noqa: E402
+
+app.command("crawl")(crawl)
+app.command("import-warc")(import_warc)

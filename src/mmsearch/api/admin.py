@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -188,3 +189,72 @@ def revoke_key(key: str, request: Request) -> dict[str, Any]:
 def query_log(request: Request, application_id: str | None = None, limit: int = 100) -> dict[str, Any]:
     entries = _mm(request).catalog.query_log.recent(application_id, limit=max(1, min(limit, 1000)))
     return {"entries": [{**e.__dict__, "ts": e.ts.isoformat()} for e in entries]}
+
+
+# -- IQS accounts -----------------------------------------------------------------------------------------------
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    plan: Literal["trial", "paid"] = "trial"
+    qps: int = Field(default=10, ge=1)
+    credits: int = Field(default=0, ge=0, description="paid plan: queries left")
+    active: bool = True
+    created_at: datetime | None = Field(default=None, description="for migrations: the trial counts 15 days from it")
+
+
+class SubkeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    can_search: bool = True
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: Literal["trial", "paid"] | None = None
+    qps: int | None = Field(default=None, ge=1)
+    credits: int | None = Field(default=None, ge=0, description="set the balance")
+    add_credits: int | None = Field(default=None, description="add to (or take from) the balance")
+    active: bool | None = None
+
+
+@router.post("/accounts", status_code=201, summary="Create an IQS account with its AK/SK pair and API key (shown once)")
+def create_account(body: AccountCreate, request: Request) -> dict[str, Any]:
+    return _mm(request).catalog.accounts.create(
+        body.name, plan=body.plan, qps=body.qps, credits=body.credits, active=body.active, created_at=body.created_at
+    ).as_dict()
+
+
+@router.get("/accounts", summary="List IQS accounts")
+def list_accounts(request: Request) -> dict[str, Any]:
+    return {"accounts": [a.as_dict() for a in _mm(request).catalog.accounts.list()]}
+
+
+@router.get("/accounts/{name}", summary="Show an IQS account, its keys and today's usage")
+def get_account(name: str, request: Request) -> dict[str, Any]:
+    return _mm(request).catalog.accounts.get(name).as_dict()
+
+
+@router.patch("/accounts/{name}", summary="Activate/deactivate, change plan or qps, set or add credits")
+def update_account(name: str, body: AccountUpdate, request: Request) -> dict[str, Any]:
+    accounts = _mm(request).catalog.accounts
+    if body.plan is not None or body.qps is not None:
+        accounts.update(name, plan=body.plan, qps=body.qps)
+    if body.credits is not None:
+        accounts.set_credits(name, body.credits)
+    if body.add_credits is not None:
+        accounts.add_credits(name, body.add_credits)
+    if body.active is not None:
+        (accounts.activate if body.active else accounts.deactivate)(name)
+    return accounts.get(name).as_dict()
+
+
+@router.post("/accounts/{name}/subkeys", status_code=201, summary="Add a sub-account key pair and API key")
+def create_subkey(name: str, body: SubkeyCreate, request: Request) -> dict[str, Any]:
+    return _mm(request).catalog.accounts.subkey(name, can_search=body.can_search).as_dict()
+
+
+@router.delete("/account-keys/{access_key_id}", summary="Revoke an IQS key pair (and its API key)")
+def revoke_account_key(access_key_id: str, request: Request) -> dict[str, Any]:
+    return _mm(request).catalog.accounts.revoke_key(access_key_id).as_dict()

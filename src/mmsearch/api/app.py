@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmsearch import __version__
-from mmsearch.api import admin, volc
+from mmsearch.api import admin, iqs, volc
 from mmsearch.api.auth import Authenticator
 from mmsearch.api.errors import on_http_error, on_mmsearch_error, on_unexpected, on_validation_error
 from mmsearch.api.middleware import RequestContext
@@ -43,16 +43,19 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
 
     api = FastAPI(
         title="mmsearch", version=__version__, lifespan=lifespan,
-        description="Self-hosted multimodal search: the AI Search `search` API and mmsearch's management API.",
+        description="Self-hosted multimodal search: the AI Search `search` API, IQS MultimodalSearch and "
+        "mmsearch's management API.",
     )
     api.state.mm = mm
     api.state.runner = runner
     api.state.auth = Authenticator(mm)
+    api.state.iqs_auth = iqs.IqsAuth(mm)
     api.add_exception_handler(MMSearchError, on_mmsearch_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
     api.add_exception_handler(StarletteHTTPException, on_http_error)
     api.add_exception_handler(Exception, on_unexpected)
     api.include_router(volc.router)
+    api.include_router(iqs.router)
     api.include_router(admin.router)
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"], summary="Liveness")
     api.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"], summary="Store, catalog and model status")

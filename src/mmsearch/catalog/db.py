@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mmsearch.catalog.accounts import Accounts
 from mmsearch.catalog.apps import Apps
 from mmsearch.catalog.jobs import Jobs
 from mmsearch.catalog.keys import Keys
@@ -44,6 +45,7 @@ class Catalog:
         Base.metadata.create_all(self.engine)
         self.apps = Apps(self.engine)
         self.keys = Keys(self.engine)
+        self.accounts = Accounts(self.engine)
         self.jobs = Jobs(self.engine)
         self.query_log = QueryLog(self.engine)
 

@@ -6,6 +6,8 @@ hand (so each hop is checked and counted), connect/read timeouts plus a total de
 (Content-Length refused early, the stream aborted past the cap), magic-byte sniffing (the header's
 Content-Type is not trusted), retries with exponential backoff for timeouts, connection errors and 5xx
 (never 4xx), and a per-host concurrency limit shared by all threads using the fetcher.
+`fetch_page` applies the same limits to HTML pages and robots.txt for the crawler: no sniffing, a final
+4xx returned rather than raised, bodies of unwanted content types left unread, redirects optionally returned.
 
 httpx is used with `trust_env=False`: an environment proxy would make the pinned address meaningless.
 """
@@ -70,6 +72,24 @@ class FetchOutcome:
     url: str
     result: FetchResult | None = None
     error: Exception | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class PageResult:
+    """One answer of `Fetcher.fetch_page`: any final status (2xx, 4xx) with its headers; the body only when read."""
+
+    url: str  # as asked
+    final_url: str  # after redirects
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes  # b"" for a status >= 400 or a content type outside `content_types`
+    redirects: int = 0
+    attempts: int = 1
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower case ("" when the server sent none)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 class _HostLimiter:
@@ -170,6 +190,52 @@ class Fetcher:
             f"{field}: more than {self.config.max_redirects} redirects (last: {current})", field, current, None
         )
 
+    def fetch_page(
+        self,
+        url: str,
+        field: str = "url",
+        content_types: Iterable[str] | None = None,
+        accept: str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+        follow_redirects: bool = True,
+    ) -> PageResult:
+        """GET a page (HTML, robots.txt): the same guard, redirects, byte cap, timeouts and retries as `fetch`, but
+        no image sniffing, and a final 4xx is returned (status, headers, no body) rather than raised, so a crawler
+        can tell a missing robots.txt or page from a failed download. With `content_types` (media types such as
+        "text/html") the body of any other type is not read. `follow_redirects=False` returns a 3xx as it is
+        (its Location made absolute in `final_url`), for a crawler that schedules each hop itself. Raises
+        UnsafeURL or FetchError (timeouts, 5xx after retries, too large, too many redirects)."""
+        wanted = frozenset(t.lower() for t in content_types) if content_types is not None else None
+        current = url
+        attempts_total = 0
+        for hop in range(self.config.max_redirects + 1):
+            target = resolve_target(current, self.config.allow_private, self._networks, field)
+            status, headers, data, attempts = self._get_with_retries(target, field, page=(wanted, accept))
+            attempts_total += attempts
+            if status in REDIRECT_CODES:
+                location = headers.get("location")
+                if not location:
+                    raise FetchError(
+                        f"{field}: HTTP {status} redirect without a Location header", field, current, status
+                    )
+                if not follow_redirects:
+                    return PageResult(url=url, final_url=urljoin(current, location), status=status,
+                                      headers={k.lower(): v for k, v in headers.items()}, body=b"",
+                                      redirects=hop, attempts=attempts_total)
+                current = urljoin(current, location)
+                continue
+            return PageResult(
+                url=url,
+                final_url=current,
+                status=status,
+                headers={k.lower(): v for k, v in headers.items()},
+                body=data,
+                redirects=hop,
+                attempts=attempts_total,
+            )
+        raise FetchError(
+            f"{field}: more than {self.config.max_redirects} redirects (last: {current})", field, current, None
+        )
+
     def fetch_many(self, urls: Sequence[str], concurrency: int = 16) -> list[FetchOutcome]:
         """Fetch many URLs in parallel (per-host limit still applies); errors are returned per URL, not raised."""
 
@@ -182,14 +248,16 @@ class Fetcher:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             return list(pool.map(one, urls))
 
-    def _get_with_retries(self, target: Target, field: str) -> tuple[int, httpx.Headers, bytes, int]:
+    def _get_with_retries(
+        self, target: Target, field: str, page: tuple[frozenset[str] | None, str] | None = None
+    ) -> tuple[int, httpx.Headers, bytes, int]:
         c = self.config
         last: FetchError | None = None
         for attempt in range(c.retries + 1):
             if attempt:
                 time.sleep(min(c.max_backoff, c.backoff * (2 ** (attempt - 1))))
             try:
-                status, headers, data = self._download(target, field)
+                status, headers, data = self._download(target, field, page)
             except httpx.TimeoutException as exc:
                 last = FetchError(f"{field}: timed out fetching {target.url} ({type(exc).__name__})", field, target.url)
                 continue
@@ -207,15 +275,22 @@ class Fetcher:
         last.args = (last.message,)
         raise last
 
-    def _download(self, target: Target, field: str) -> tuple[int, httpx.Headers, bytes]:
-        """One request to the pinned address; the body is read only for a final 2xx answer."""
+    def _download(
+        self, target: Target, field: str, page: tuple[frozenset[str] | None, str] | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """One request to the pinned address; the body is read only for a final 2xx answer. `page` (wanted content
+        types, Accept header) switches off image sniffing and skips bodies of unwanted types."""
         c = self.config
         with self._limiter.get(target.host):
-            response, request = self._connect(target)
+            response, request = self._connect(target, {"Accept": page[1]} if page else None)
             try:
                 status = response.status_code
                 if status in REDIRECT_CODES or status >= 400:
                     return status, response.headers, b""
+                if page and page[0] is not None:
+                    ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                    if ctype not in page[0]:
+                        return status, response.headers, b""
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > c.max_bytes:
                     raise FetchError(
@@ -238,26 +313,28 @@ class Fetcher:
                             status,
                         )
                     chunks.append(chunk)
-                    if not sniffed and size >= SNIFF_BYTES:
+                    if not sniffed and not page and size >= SNIFF_BYTES:
                         self._check_sniff(b"".join(chunks), target, field, response)
                         sniffed = True
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout(f"download took longer than {c.total_timeout}s", request=request)
                 data = b"".join(chunks)
-                if not sniffed:
+                if not sniffed and not page:
                     self._check_sniff(data, target, field, response)
                 return status, response.headers, data
             finally:
                 response.close()
 
-    def _connect(self, target: Target) -> tuple[httpx.Response, httpx.Request]:
+    def _connect(
+        self, target: Target, headers: dict[str, str] | None = None
+    ) -> tuple[httpx.Response, httpx.Request]:
         """Send the request to the first checked address that accepts a connection (never to an unchecked one)."""
         error: httpx.ConnectError | None = None
         for address in target.ips or (target.ip,):
             request = self._client.build_request(
                 "GET",
                 _pinned_url(target, address),
-                headers={"Host": _host_header(target)},
+                headers={"Host": _host_header(target), **(headers or {})},
                 extensions={"sni_hostname": target.host} if target.scheme == "https" else {},
             )
             try:
