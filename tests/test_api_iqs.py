@@ -290,3 +290,30 @@ def test_accounts_through_the_management_api(server):
     r = admin.post("/admin/v1/accounts", json={"name": "future", "created_at": "2999-01-01T00:00:00Z"})
     assert r.status_code == 400 and r.json()["error"]["field"] == "created_at"
     assert httpx.get(f"{server.url}/admin/v1/accounts").status_code == 401
+
+
+def test_crawled_pages_answer_through_the_sdk(tmp_path, monkeypatch):
+    """The whole path a user takes: `mmsearch crawl` a site, `mmsearch account create`, `mmsearch serve`, the SDK."""
+    from typer.testing import CliRunner
+
+    from mmsearch.cli import app
+    from web_fixture import FixtureSite
+
+    monkeypatch.setenv("MMSEARCH_ALLOW_PRIVATE_NETWORKS", "true")  # the fixture site is on loopback
+    monkeypatch.setenv("MMSEARCH_OCR", "false")
+    runner = CliRunner()
+    with FixtureSite(slow_seconds=0.5, crawl_delay=0.0) as site:
+        done = runner.invoke(app, ["--home", str(tmp_path), "crawl", site.url("/"), "--delay", "0", "--timeout", "0.3",
+                                   "--json"])
+        assert done.exit_code == 0, (done.stdout, done.stderr)
+    made = json.loads(runner.invoke(app, ["--home", str(tmp_path), "account", "create", "reader", "--plan", "paid",
+                                          "--credits", "10", "--json"]).stdout)
+    mm = MMSearch(Settings(home=tmp_path, ocr=False), encoder=None)
+    with LiveServer(create_app(mm)) as live:
+        client = sdk(live, made["access_key_id"], made["access_key_secret"])
+        items = client.multimodal_search(request("红玫瑰")).body.image_items
+    roses = [i for i in items if "rose" in i.image_url]
+    assert len(roses) == 1  # rose.jpg and rose-copy.jpg are the same bytes: one result
+    rose = roses[0]
+    assert rose.title == "红玫瑰 red rose" and rose.host_page_url.endswith("/news/spring.html")
+    assert rose.published_time == "2024-12-18T22:24:24+08:00" and (rose.width, rose.height) == (320, 240)
