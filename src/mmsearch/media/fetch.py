@@ -155,13 +155,16 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def fetch(self, url: str, field: str = "url") -> FetchResult:
-        """Download one image; raises UnsafeURL (refused, nothing sent) or FetchError (download failed)."""
+    def _follow(
+        self, url: str, field: str, page: tuple[frozenset[str] | None, str] | None = None, follow: bool = True
+    ) -> tuple[str, int, httpx.Headers, bytes, int, int]:
+        """GET `url`, following redirects (each hop re-checked by the guard): (final url, status, headers, body,
+        redirects, attempts). With `follow=False` a 3xx comes back with its absolute Location as the final url."""
         current = url
         attempts_total = 0
         for hop in range(self.config.max_redirects + 1):
             target = resolve_target(current, self.config.allow_private, self._networks, field)
-            status, headers, data, attempts = self._get_with_retries(target, field)
+            status, headers, data, attempts = self._get_with_retries(target, field, page=page)
             attempts_total += attempts
             if status in REDIRECT_CODES:
                 location = headers.get("location")
@@ -169,25 +172,26 @@ class Fetcher:
                     raise FetchError(
                         f"{field}: HTTP {status} redirect without a Location header", field, current, status
                     )
+                if not follow:
+                    return urljoin(current, location), status, headers, b"", hop, attempts_total
                 current = urljoin(current, location)
                 continue
-            if status >= 400:
-                raise FetchError(f"{field}: HTTP {status} from {current}", field, current, status)
-            fmt = sniff_image_format(data[:SNIFF_BYTES])
-            if fmt is None:  # pragma: no cover - _download already refused it
-                raise FetchError(f"{field}: response from {current} is not an image", field, current, status)
-            return FetchResult(
-                url=url,
-                final_url=current,
-                status=status,
-                content_type=headers.get("content-type"),
-                data=data,
-                format=fmt,
-                redirects=hop,
-                attempts=attempts_total,
-            )
+            return current, status, headers, data, hop, attempts_total
         raise FetchError(
             f"{field}: more than {self.config.max_redirects} redirects (last: {current})", field, current, None
+        )
+
+    def fetch(self, url: str, field: str = "url") -> FetchResult:
+        """Download one image; raises UnsafeURL (refused, nothing sent) or FetchError (download failed)."""
+        final, status, headers, data, hops, attempts = self._follow(url, field)
+        if status >= 400:
+            raise FetchError(f"{field}: HTTP {status} from {final}", field, final, status)
+        fmt = sniff_image_format(data[:SNIFF_BYTES])
+        if fmt is None:  # pragma: no cover - _download already refused it
+            raise FetchError(f"{field}: response from {final} is not an image", field, final, status)
+        return FetchResult(
+            url=url, final_url=final, status=status, content_type=headers.get("content-type"), data=data,
+            format=fmt, redirects=hops, attempts=attempts,
         )
 
     def fetch_page(
@@ -205,35 +209,10 @@ class Fetcher:
         (its Location made absolute in `final_url`), for a crawler that schedules each hop itself. Raises
         UnsafeURL or FetchError (timeouts, 5xx after retries, too large, too many redirects)."""
         wanted = frozenset(t.lower() for t in content_types) if content_types is not None else None
-        current = url
-        attempts_total = 0
-        for hop in range(self.config.max_redirects + 1):
-            target = resolve_target(current, self.config.allow_private, self._networks, field)
-            status, headers, data, attempts = self._get_with_retries(target, field, page=(wanted, accept))
-            attempts_total += attempts
-            if status in REDIRECT_CODES:
-                location = headers.get("location")
-                if not location:
-                    raise FetchError(
-                        f"{field}: HTTP {status} redirect without a Location header", field, current, status
-                    )
-                if not follow_redirects:
-                    return PageResult(url=url, final_url=urljoin(current, location), status=status,
-                                      headers={k.lower(): v for k, v in headers.items()}, body=b"",
-                                      redirects=hop, attempts=attempts_total)
-                current = urljoin(current, location)
-                continue
-            return PageResult(
-                url=url,
-                final_url=current,
-                status=status,
-                headers={k.lower(): v for k, v in headers.items()},
-                body=data,
-                redirects=hop,
-                attempts=attempts_total,
-            )
-        raise FetchError(
-            f"{field}: more than {self.config.max_redirects} redirects (last: {current})", field, current, None
+        final, status, headers, data, hops, attempts = self._follow(url, field, (wanted, accept), follow_redirects)
+        return PageResult(
+            url=url, final_url=final, status=status, headers={k.lower(): v for k, v in headers.items()}, body=data,
+            redirects=hops, attempts=attempts,
         )
 
     def fetch_many(self, urls: Sequence[str], concurrency: int = 16) -> list[FetchOutcome]:
