@@ -46,11 +46,8 @@ import base64
 import datetime as dt
 import io
 import json
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -68,12 +65,12 @@ import tiny_clip
 from docs_section import DOC, record_section
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
+from server_process import ServerProcess
 
 APP = "bench_http"
 APP_NO_RERANK = "bench_http_norerank"
 CONFIG: dict[str, Any] = {"max_page_size": 20, "spell_correction": "off", "rerank": True}
 PAGE_SIZE = 10
-HOST = "127.0.0.1"  # loopback only
 SEED = 20240611  # bench/engine.py's seed: a --home built by engine.py holds the same items
 
 
@@ -195,79 +192,6 @@ def in_process(setup: Setup, scens: list[Scenario], count: int, console: Console
 
 
 # -- the server ----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`mmsearch --home H serve` in its own process, with the tiny model and OCR off."""
-
-    def __init__(self, setup: Setup, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.log = log
-        env = {
-            **os.environ,
-            "MMSEARCH_HOME": str(setup.home),
-            "MMSEARCH_CLIP_MODEL": str(setup.model_dir),
-            "MMSEARCH_OCR": "false",
-            "MMSEARCH_ADMIN_TOKEN": secrets.token_urlsafe(24),
-            "HF_HUB_OFFLINE": "1",
-        }
-        exe = Path(sys.executable).parent / "mmsearch"
-        cmd = [str(exe), "--home", str(setup.home), "serve", "--host", HOST, "--port", str(self.port),
-               "--log-level", "warning", "--no-jobs"]
-        self.out = log.open("wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.out, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 180.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"server exited ({self.proc.returncode}):\n{self.tail()}")
-                try:
-                    r = client.get("/readyz")
-                    if r.status_code == 200:
-                        return r.json()
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
-        raise SystemExit(f"server not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds of the server process so far (from /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def rss_mb(self) -> float:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
-
-    def tail(self, lines: int = 30) -> str:
-        self.out.flush()
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.out.close()
-
-
 # -- load ----------------------------------------------------------------------------------------------
 @dataclass
 class Run:
@@ -338,7 +262,7 @@ async def _load(url: str, key: str, sc: Scenario, concurrency: int, seconds: flo
         await asyncio.gather(*(client_loop() for _ in range(concurrency)))
 
 
-def measure(server: Server, key: str, sc: Scenario, concurrency: int, warmup: float, seconds: float) -> Run:
+def measure(server: ServerProcess, key: str, sc: Scenario, concurrency: int, warmup: float, seconds: float) -> Run:
     asyncio.run(_load(server.url, key, sc, concurrency, warmup, None))
     run = Run(sc.name, concurrency)
     cpu0, client0, t0 = server.cpu_s(), time.process_time(), time.perf_counter()
@@ -469,12 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     home = args.home or Path(tempfile.mkdtemp(prefix="mmsearch-bench-http-"))
     home.mkdir(parents=True, exist_ok=True)
-    server: Server | None = None
+    server: ServerProcess | None = None
     try:
         setup = prepare(home, args.n, args.batch_size, console)
         scens, jpeg_bytes = scenarios(args.n, args.queries, args.images, not args.no_rerank_off)
         inproc = in_process(setup, scens, args.inproc_queries, console) if args.inproc_queries else {}
-        server = Server(setup, home / "bench-http-server.log")
+        server = ServerProcess(setup.home, str(setup.model_dir), home / "bench-http-server.log")
         ready = server.wait_ready()
         console.log(f"server ready at {server.url}: channels {ready.get('channels')}, model {ready.get('model')}")
         runs = []

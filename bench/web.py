@@ -59,11 +59,8 @@ import dataclasses
 import datetime as dt
 import io
 import json
-import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -89,9 +86,9 @@ from mmsearch.ingest.web.laion import read_laion
 from mmsearch.ingest.web.types import WebImage
 from mmsearch.ingest.web.warc import import_warcs
 from mmsearch.media import FetchConfig
+from server_process import ServerProcess
 
 LOOPBACK = ("127.0.0.0/8",)  # admitted by the fetchers; everything else stays refused by the SSRF guard
-HOST = "127.0.0.1"
 DATASET = "web"
 SEED = 20241111
 DIM = 512
@@ -468,63 +465,6 @@ def laion_import(site: BenchSite, home: Path, model: str, jsonl: Path, rows: int
 
 
 # -- the server ----------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`mmsearch --home H serve` in its own process (OCR off: queries are text only)."""
-
-    def __init__(self, home: Path, model: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.log = log
-        env = {**os.environ, "MMSEARCH_HOME": str(home), "MMSEARCH_CLIP_MODEL": model, "MMSEARCH_OCR": "false",
-               "MMSEARCH_ADMIN_TOKEN": secrets.token_urlsafe(24), "HF_HUB_OFFLINE": "1"}
-        exe = Path(sys.executable).parent / "mmsearch"
-        cmd = [str(exe), "--home", str(home), "serve", "--host", HOST, "--port", str(self.port),
-               "--log-level", "warning", "--no-jobs"]
-        self.out = log.open("wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.out, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 180.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise SystemExit(f"server exited ({self.proc.returncode}):\n{self.tail()}")
-                try:
-                    r = client.get("/readyz")
-                    if r.status_code == 200:
-                        return r.json()
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.25)
-        raise SystemExit(f"server not ready after {timeout:.0f} s:\n{self.tail()}")
-
-    def cpu_s(self) -> float:
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def tail(self, lines: int = 30) -> str:
-        self.out.flush()
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.out.close()
-
-
 @dataclass
 class SearchRun:
     scenario: str
@@ -585,7 +525,7 @@ async def _load(url: str, key: str, bodies: list[dict[str, Any]], watched: str, 
         await asyncio.gather(*(client_loop() for _ in range(concurrency)))
 
 
-def measure(server: Server, key: str, name: str, bodies: list[dict[str, Any]], watched: str, excluding: bool,
+def measure(server: ServerProcess, key: str, name: str, bodies: list[dict[str, Any]], watched: str, excluding: bool,
             concurrency: int, warmup: float, seconds: float) -> SearchRun:
     asyncio.run(_load(server.url, key, bodies, watched, excluding, concurrency, warmup, None))
     run = SearchRun(name, concurrency)
@@ -742,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     console.log(f"generated {len(site.pages)} pages and {len(site.images)} image URLs "
                 f"({site.picture_count} distinct pictures) in {time.perf_counter() - t:.1f} s")
     site.start()
-    server: Server | None = None
+    server: ServerProcess | None = None
     imports: list[ImportRun] = []
     searches: list[SearchRun] = []
     try:
@@ -776,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus_items = int(mm.stats(DATASET)["rows"])
         key = mm.catalog.accounts.create("bench-web", plan="paid", credits=10**12, qps=QPS_LIMIT).api_key
         mm.catalog.engine.dispose()
-        server = Server(homes["crawl"], model, root / "server.log")
+        server = ServerProcess(homes["crawl"], model, root / "server.log")
         ready = server.wait_ready()
         console.log(f"server ready at {server.url}: channels {ready.get('channels')}; corpus {corpus_items} items")
         queries = site.queries(args.queries)

@@ -1,0 +1,83 @@
+"""`mmsearch serve` in its own process for the HTTP benchmarks, so the load generator does not share its GIL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST = "127.0.0.1"  # loopback only
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`mmsearch --home H serve` with the given model, OCR off and import jobs left to no one."""
+
+    def __init__(self, home: Path, model: str, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log = log
+        env = {**os.environ, "MMSEARCH_HOME": str(home), "MMSEARCH_CLIP_MODEL": model, "MMSEARCH_OCR": "false",
+               "MMSEARCH_ADMIN_TOKEN": secrets.token_urlsafe(24), "HF_HUB_OFFLINE": "1"}
+        exe = Path(sys.executable).parent / "mmsearch"
+        cmd = [str(exe), "--home", str(home), "serve", "--host", HOST, "--port", str(self.port),
+               "--log-level", "warning", "--no-jobs"]
+        self.out = log.open("wb")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.out, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 180.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise SystemExit(f"server exited ({self.proc.returncode}):\n{self.tail()}")
+                try:
+                    r = client.get("/readyz")
+                    if r.status_code == 200:
+                        return r.json()
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.25)
+        raise SystemExit(f"server not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the server process so far (from /proc)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def tail(self, lines: int = 30) -> str:
+        self.out.flush()
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.out.close()
