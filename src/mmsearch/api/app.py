@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmsearch import __version__
 from mmsearch.api import admin, iqs, volc
-from mmsearch.api.auth import Authenticator
+from mmsearch.api.auth import Authenticator, IqsAuth
 from mmsearch.api.errors import on_http_error, on_mmsearch_error, on_unexpected, on_validation_error
 from mmsearch.api.middleware import RequestContext
 from mmsearch.core import MMSearch
@@ -49,7 +49,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     api.state.mm = mm
     api.state.runner = runner
     api.state.auth = Authenticator(mm)
-    api.state.iqs_auth = iqs.IqsAuth(mm)
+    api.state.iqs_auth = IqsAuth(mm)
     api.add_exception_handler(MMSearchError, on_mmsearch_error)
     api.add_exception_handler(RequestValidationError, on_validation_error)
     api.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -1,4 +1,5 @@
-"""Who may call what: API keys (bearer or V4-signed AK/SK) on search endpoints, the admin token on the rest."""
+"""Who may call what: application API keys (bearer or V4-signed AK/SK) on the AI Search endpoint, IQS account keys
+(bearer or ACS3-signed AK/SK) on MultimodalSearch, the admin token on the management API."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pathlib import Path
 
 from fastapi import Request
 
+from mmsearch.api.acs3 import is_acs3_signed, verify_acs3
 from mmsearch.api.errors import ApiError
 from mmsearch.api.signing import ReplayGuard, from_asgi_scope, is_volc_signed, verify_v4
+from mmsearch.catalog.accounts import NOT_FOUND, AccountKey, Charge, IqsError
 from mmsearch.catalog.keys import ApiKey
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
@@ -122,3 +125,42 @@ class Authenticator:
             raise ApiError(403, "AccessDenied",
                            f"Authorization: this key may not search application {app_id!r}", "Authorization")
         return caller
+
+
+class IqsAuth:
+    """An account key from a bearer API key (`iqs_…`) or an ACS3-HMAC-SHA256 signature made with its AK/SK."""
+
+    def __init__(self, mm: MMSearch) -> None:
+        self.accounts = mm.catalog.accounts
+        self.settings = mm.settings
+        self.nonces = ReplayGuard()  # ACS3 nonces: the same guard as V4 signatures
+
+    def authenticate(self, request: Request, raw: bytes) -> AccountKey:
+        headers = request.headers
+        if is_acs3_signed(headers.items()):
+            found: dict[str, AccountKey] = {}
+
+            def secret_of(ak: str) -> str | None:
+                pair = self.accounts.key_by_access_key_id(ak)
+                if pair is None:
+                    return None
+                found["key"] = pair[0]
+                return pair[1]
+
+            verify_acs3(from_asgi_scope(request.scope, raw), secret_of,
+                        max_skew_s=self.settings.signature_max_skew_s, nonces=self.nonces)
+            return found["key"]
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise IqsError(401, "MissingAuthorization",
+                           "Authorization: send 'Bearer <API key>' or sign the request with ACS3-HMAC-SHA256")
+        key = self.accounts.key_by_api_key(token.strip())
+        if key is None:
+            raise IqsError.of(NOT_FOUND)
+        return key
+
+    def charge(self, key: AccountKey) -> Charge:
+        return self.accounts.authorize_query(key)
+
+    def refund(self, charge: Charge) -> None:
+        self.accounts.refund(charge)

@@ -21,9 +21,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from mmsearch.api.acs3 import ReplayGuard, from_asgi_scope, is_acs3_signed, verify_acs3
+from mmsearch.api.auth import IqsAuth
 from mmsearch.api.errors import status_of
-from mmsearch.catalog.accounts import NOT_FOUND, AccountKey, Charge, IqsError
+from mmsearch.catalog.accounts import IqsError
 from mmsearch.core import MMSearch
 from mmsearch.errors import MMSearchError
 from mmsearch.search import SearchRequest
@@ -32,45 +32,6 @@ router = APIRouter(tags=["IQS MultimodalSearch"])
 
 SDK_PATH = "/linked-retrieval/linked-retrieval-entry/v1/iqs/multimodal/unified"
 MAX_QUERY_CHARS = 50
-
-
-class IqsAuth:
-    """An account key from a bearer API key (`iqs_…`) or an ACS3-HMAC-SHA256 signature made with its AK/SK."""
-
-    def __init__(self, mm: MMSearch) -> None:
-        self.accounts = mm.catalog.accounts
-        self.settings = mm.settings
-        self.nonces = ReplayGuard()
-
-    def authenticate(self, request: Request, raw: bytes) -> AccountKey:
-        headers = request.headers
-        if is_acs3_signed(headers.items()):
-            found: dict[str, AccountKey] = {}
-
-            def secret_of(ak: str) -> str | None:
-                pair = self.accounts.key_by_access_key_id(ak)
-                if pair is None:
-                    return None
-                found["key"] = pair[0]
-                return pair[1]
-
-            verify_acs3(from_asgi_scope(request.scope, raw), secret_of,
-                        max_skew_s=self.settings.signature_max_skew_s, nonces=self.nonces)
-            return found["key"]
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise IqsError(401, "MissingAuthorization",
-                           "Authorization: send 'Bearer <API key>' or sign the request with ACS3-HMAC-SHA256")
-        key = self.accounts.key_by_api_key(token.strip())
-        if key is None:
-            raise IqsError.of(NOT_FOUND)
-        return key
-
-    def charge(self, key: AccountKey) -> Charge:
-        return self.accounts.authorize_query(key)
-
-    def refund(self, charge: Charge) -> None:
-        self.accounts.refund(charge)
 
 
 class MultimodalSearchBody(BaseModel):
