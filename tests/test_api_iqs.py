@@ -109,7 +109,7 @@ def test_http_api_key_answers_in_the_spec_shape(server):
         assert all(v is not None for v in item.values())
         assert "狮子" in item["title"] and (item["width"], item["height"]) == (320, 240)
         assert datetime.fromisoformat(item["publishedTime"]).utcoffset() == timedelta(hours=8)
-    assert r.headers["x-acs-request-id"] == body["requestId"]
+    assert r.headers["x-acs-request-id"] == body["requestId"] == r.headers["x-request-id"]
 
 
 def test_exclude_sites_removes_hosts_and_their_subdomains(server):

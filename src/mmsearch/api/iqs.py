@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mmsearch.api.auth import IqsAuth
-from mmsearch.api.errors import status_of
+from mmsearch.api.errors import request_id, status_of
 from mmsearch.catalog.accounts import IqsError
 from mmsearch.core import MMSearch
 from mmsearch.errors import MMSearchError
@@ -117,7 +117,7 @@ def run_search(mm: MMSearch, body: MultimodalSearchBody) -> tuple[list[dict[str,
 
 
 async def handle(request: Request) -> JSONResponse:
-    rid = str(uuid.uuid4()).upper()
+    rid = request_id(request) or str(uuid.uuid4())  # the id the X-Request-Id header carries too
     started = time.perf_counter()
     mm: MMSearch = request.app.state.mm
     auth: IqsAuth = request.app.state.iqs_auth
