@@ -65,7 +65,7 @@ import tiny_clip
 from docs_section import DOC, record_section
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
-from server_process import ServerProcess
+from server_process import LoadRun, ServerProcess
 
 APP = "bench_http"
 APP_NO_RERANK = "bench_http_norerank"
@@ -194,27 +194,11 @@ def in_process(setup: Setup, scens: list[Scenario], count: int, console: Console
 # -- the server ----------------------------------------------------------------------------------------
 # -- load ----------------------------------------------------------------------------------------------
 @dataclass
-class Run:
-    scenario: str
-    concurrency: int
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # ms, successful requests only
-    errors: int = 0  # non-200, transport errors, or 200 without results
-    error_samples: list[str] = field(default_factory=list)
+class Run(LoadRun):
+    """errors: non-200, transport errors, or 200 without results."""
+
     channels: set[str] = field(default_factory=set)  # recall_reason values seen in the answers
-    server_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
-
-    @property
-    def ok(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def qps(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    def pct(self, p: float) -> float:
-        return float(np.percentile(self.latencies, p)) if self.latencies else float("nan")
 
     @property
     def server_cores(self) -> float:

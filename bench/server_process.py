@@ -1,4 +1,5 @@
-"""`mmsearch serve` in its own process for the HTTP benchmarks, so the load generator does not share its GIL."""
+"""`mmsearch serve` in its own process for the HTTP benchmarks (so the load generator does not share its GIL), and
+what one load run against it measured."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 HOST = "127.0.0.1"  # loopback only
 
@@ -81,3 +84,27 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(10)
         self.out.close()
+
+
+@dataclass
+class LoadRun:
+    """One scenario at one concurrency against the server: latencies of the answers that counted, and errors."""
+
+    scenario: str
+    concurrency: int
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # ms, successful requests only
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+
+    @property
+    def ok(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def qps(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        return float(np.percentile(self.latencies, p)) if self.latencies else float("nan")

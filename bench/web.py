@@ -86,7 +86,7 @@ from mmsearch.ingest.web.laion import read_laion
 from mmsearch.ingest.web.types import WebImage
 from mmsearch.ingest.web.warc import import_warcs
 from mmsearch.media import FetchConfig
-from server_process import ServerProcess
+from server_process import LoadRun, ServerProcess
 
 LOOPBACK = ("127.0.0.0/8",)  # admitted by the fetchers; everything else stays refused by the SSRF guard
 DATASET = "web"
@@ -466,27 +466,9 @@ def laion_import(site: BenchSite, home: Path, model: str, jsonl: Path, rows: int
 
 # -- the server ----------------------------------------------------------------------------------------
 @dataclass
-class SearchRun:
-    scenario: str
-    concurrency: int
-    seconds: float = 0.0
-    latencies: list[float] = field(default_factory=list)
+class SearchRun(LoadRun):
     items: int = 0
     from_excluded: int = 0  # images in the answers whose page is on the excludeSites host
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
-    server_cpu_s: float = 0.0
-
-    @property
-    def ok(self) -> int:
-        return len(self.latencies)
-
-    @property
-    def qps(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    def pct(self, p: float) -> float:
-        return float(np.percentile(self.latencies, p)) if self.latencies else float("nan")
 
 
 async def _load(url: str, key: str, bodies: list[dict[str, Any]], watched: str, excluding: bool, concurrency: int,
