@@ -41,11 +41,9 @@ sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import argparse
-import asyncio
 import base64
 import datetime as dt
 import io
-import json
 import shutil
 import signal
 import tempfile
@@ -65,7 +63,7 @@ import tiny_clip
 from docs_section import DOC, record_section
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
-from server_process import LoadRun, ServerProcess
+from server_process import LoadRun, ServerProcess, measure_load
 
 APP = "bench_http"
 APP_NO_RERANK = "bench_http_norerank"
@@ -198,7 +196,6 @@ class Run(LoadRun):
     """errors: non-200, transport errors, or 200 without results."""
 
     channels: set[str] = field(default_factory=set)  # recall_reason values seen in the answers
-    client_cpu_s: float = 0.0
 
     @property
     def server_cores(self) -> float:
@@ -210,51 +207,16 @@ class Run(LoadRun):
         return self.server_cpu_s * 1000 / done if done else float("nan")
 
 
-async def _load(url: str, key: str, sc: Scenario, concurrency: int, seconds: float, run: Run | None) -> None:
-    """C closed-loop clients on keep-alive connections until the deadline; record into `run` (None = warm-up)."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    payloads = [json.dumps(b, ensure_ascii=False).encode() for b in sc.bodies]
-    path = f"/api/v1/application/{sc.app}/search"
-    turn = iter(range(1 << 62))
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as client:
-        deadline = time.perf_counter() + seconds
-
-        async def client_loop() -> None:
-            while time.perf_counter() < deadline:
-                body = payloads[next(turn) % len(payloads)]
-                t = time.perf_counter()
-                try:
-                    r = await client.post(path, content=body)
-                except httpx.HTTPError as exc:
-                    if run is not None:
-                        run.errors += 1
-                        run.error_samples.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                ms = (time.perf_counter() - t) * 1000
-                if run is None:
-                    continue
-                hits = r.json().get("result", {}).get("search_results") if r.status_code == 200 else None
-                if not hits:
-                    run.errors += 1
-                    run.error_samples.append(f"{r.status_code}: {r.text[:200]}")
-                    continue
-                run.latencies.append(ms)
-                for hit in hits:
-                    run.channels.update(x["recall_reason"] for x in hit.get("recall_info", []))
-
-        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-
-
 def measure(server: ServerProcess, key: str, sc: Scenario, concurrency: int, warmup: float, seconds: float) -> Run:
-    asyncio.run(_load(server.url, key, sc, concurrency, warmup, None))
     run = Run(sc.name, concurrency)
-    cpu0, client0, t0 = server.cpu_s(), time.process_time(), time.perf_counter()
-    asyncio.run(_load(server.url, key, sc, concurrency, seconds, run))
-    run.seconds = time.perf_counter() - t0
-    run.server_cpu_s = server.cpu_s() - cpu0
-    run.client_cpu_s = time.process_time() - client0
-    return run
+
+    def accept(r: httpx.Response) -> bool:
+        hits = r.json().get("result", {}).get("search_results") if r.status_code == 200 else None
+        for hit in hits or []:
+            run.channels.update(x["recall_reason"] for x in hit.get("recall_info", []))
+        return bool(hits)
+
+    return measure_load(server, key, f"/api/v1/application/{sc.app}/search", sc.bodies, run, warmup, seconds, accept)
 
 
 # -- reporting -----------------------------------------------------------------------------------------

@@ -3,20 +3,24 @@ what one load run against it measured."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
 HOST = "127.0.0.1"  # loopback only
+R = TypeVar("R", bound="LoadRun")
 
 
 def free_port() -> int:
@@ -97,6 +101,7 @@ class LoadRun:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
     @property
     def ok(self) -> int:
@@ -108,3 +113,49 @@ class LoadRun:
 
     def pct(self, p: float) -> float:
         return float(np.percentile(self.latencies, p)) if self.latencies else float("nan")
+
+
+async def _closed_loop(url: str, key: str, path: str, bodies: list[dict[str, Any]], concurrency: int, seconds: float,
+                       run: LoadRun | None, accept: Callable[[httpx.Response], bool]) -> None:
+    """`concurrency` closed-loop clients on keep-alive connections until the deadline. An answer counts when
+    `accept` says so (it may record more into the run); run None = a warm-up, nothing recorded."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    payloads = [json.dumps(b, ensure_ascii=False).encode() for b in bodies]
+    turn = iter(range(1 << 62))
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def client_loop() -> None:
+            while time.perf_counter() < deadline:
+                body = payloads[next(turn) % len(payloads)]
+                t = time.perf_counter()
+                try:
+                    r = await client.post(path, content=body)
+                except httpx.HTTPError as exc:
+                    if run is not None:
+                        run.errors += 1
+                        run.error_samples.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                ms = (time.perf_counter() - t) * 1000
+                if run is None:
+                    continue
+                if accept(r):
+                    run.latencies.append(ms)
+                else:
+                    run.errors += 1
+                    run.error_samples.append(f"{r.status_code}: {r.text[:200]}")
+
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+
+
+def measure_load(server: ServerProcess, key: str, path: str, bodies: list[dict[str, Any]], run: R, warmup: float,
+                 seconds: float, accept: Callable[[httpx.Response], bool]) -> R:
+    """A warm-up, then `seconds` of load recorded into `run`, with the server's and this process's CPU time."""
+    asyncio.run(_closed_loop(server.url, key, path, bodies, run.concurrency, warmup, None, accept))
+    cpu0, client0, t0 = server.cpu_s(), time.process_time(), time.perf_counter()
+    asyncio.run(_closed_loop(server.url, key, path, bodies, run.concurrency, seconds, run, accept))
+    run.seconds = time.perf_counter() - t0
+    run.server_cpu_s = server.cpu_s() - cpu0
+    run.client_cpu_s = time.process_time() - client0
+    return run

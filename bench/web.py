@@ -54,7 +54,6 @@ sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import argparse
-import asyncio
 import dataclasses
 import datetime as dt
 import io
@@ -86,7 +85,7 @@ from mmsearch.ingest.web.laion import read_laion
 from mmsearch.ingest.web.types import WebImage
 from mmsearch.ingest.web.warc import import_warcs
 from mmsearch.media import FetchConfig
-from server_process import LoadRun, ServerProcess
+from server_process import LoadRun, ServerProcess, measure_load
 
 LOOPBACK = ("127.0.0.0/8",)  # admitted by the fetchers; everything else stays refused by the SSRF guard
 DATASET = "web"
@@ -471,51 +470,21 @@ class SearchRun(LoadRun):
     from_excluded: int = 0  # images in the answers whose page is on the excludeSites host
 
 
-async def _load(url: str, key: str, bodies: list[dict[str, Any]], watched: str, excluding: bool, concurrency: int,
-                seconds: float, run: SearchRun | None) -> None:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    payloads = [json.dumps(b, ensure_ascii=False).encode() for b in bodies]
-    turn = iter(range(1 << 62))
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, headers=headers) as client:
-        deadline = time.perf_counter() + seconds
-
-        async def client_loop() -> None:
-            while time.perf_counter() < deadline:
-                body = payloads[next(turn) % len(payloads)]
-                t = time.perf_counter()
-                try:
-                    r = await client.post("/search/multimodal", content=body)
-                except httpx.HTTPError as exc:
-                    if run is not None:
-                        run.errors += 1
-                        run.error_samples.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                ms = (time.perf_counter() - t) * 1000
-                if run is None:
-                    continue
-                items = r.json().get("imageItems") if r.status_code == 200 else None
-                hits = sum(urlsplit(i["hostPageUrl"]).hostname == watched for i in items or [])
-                if not items or (excluding and hits):
-                    run.errors += 1
-                    run.error_samples.append(f"{r.status_code}: {r.text[:200]}")
-                    continue
-                run.latencies.append(ms)
-                run.items += len(items)
-                run.from_excluded += hits
-
-        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-
-
 def measure(server: ServerProcess, key: str, name: str, bodies: list[dict[str, Any]], watched: str, excluding: bool,
             concurrency: int, warmup: float, seconds: float) -> SearchRun:
-    asyncio.run(_load(server.url, key, bodies, watched, excluding, concurrency, warmup, None))
+    """An answer counts when it has images and, with excludeSites, none from the `watched` (excluded) host."""
     run = SearchRun(name, concurrency)
-    cpu0, t0 = server.cpu_s(), time.perf_counter()
-    asyncio.run(_load(server.url, key, bodies, watched, excluding, concurrency, seconds, run))
-    run.seconds = time.perf_counter() - t0
-    run.server_cpu_s = server.cpu_s() - cpu0
-    return run
+
+    def accept(r: httpx.Response) -> bool:
+        items = r.json().get("imageItems") if r.status_code == 200 else None
+        hits = sum(urlsplit(i["hostPageUrl"]).hostname == watched for i in items or [])
+        if not items or (excluding and hits):
+            return False
+        run.items += len(items)
+        run.from_excluded += hits
+        return True
+
+    return measure_load(server, key, "/search/multimodal", bodies, run, warmup, seconds, accept)
 
 
 # -- reporting -----------------------------------------------------------------------------------------
