@@ -73,17 +73,19 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from mmsearch.api.signing import (
-    ReplayCacheFull,
     ReplayGuard,
     SignatureError,
     SignedRequest,
+    accept_once,
+    check_skew,
     from_asgi_scope,
     from_raw,
+    parse_utc,
 )
 
 __all__ = [
@@ -262,14 +264,13 @@ def signature_for(secret: str, canonical_request: str) -> str:
 
 
 def _parse_date(value: str) -> datetime:
-    if not _DATE_RE.fullmatch(value):
+    parsed = parse_utc(value, _DATE_RE, _DATE_FORMAT)
+    if parsed is None:
         raise Acs3Error(
-            "InvalidTimeStamp.Format", 403, f"x-acs-date '{value[:32]}' is not in the format yyyy-MM-ddTHH:mm:ssZ (UTC)"
+            "InvalidTimeStamp.Format", 403,
+            f"x-acs-date '{value[:32]}' is not a valid UTC time in the format yyyy-MM-ddTHH:mm:ssZ",
         )
-    try:
-        return datetime.strptime(value, _DATE_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise Acs3Error("InvalidTimeStamp.Format", 403, f"x-acs-date '{value}' is not a valid UTC time") from None
+    return parsed
 
 
 def verify_acs3(
@@ -301,19 +302,11 @@ def verify_acs3(
 
     date_value = req.header("x-acs-date") or ""
     signed_at = _parse_date(date_value.strip())
-    if now is None:
-        now = datetime.now(UTC)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    skew = (now - signed_at).total_seconds()
-    if abs(skew) > max_skew_s:
-        when = "in the future" if skew < 0 else "expired"
-        raise Acs3Error(
-            "InvalidTimeStamp.Expired",
-            403,
-            f"Specified time stamp or date value is {when}: x-acs-date {date_value} is {abs(int(skew))}s from "
-            f"the server's time (allowed: {max_skew_s}s); sign with the current UTC time",
-        )
+    now = check_skew(signed_at, now, max_skew_s, lambda when, seconds: Acs3Error(
+        "InvalidTimeStamp.Expired", 403,
+        f"Specified time stamp or date value is {when}: x-acs-date {date_value} is {seconds}s from "
+        f"the server's time (allowed: {max_skew_s}s); sign with the current UTC time",
+    ))
 
     nonce = (req.header("x-acs-signature-nonce") or "").strip()
     if not nonce or len(nonce) > _MAX_NONCE_CHARS:
@@ -347,19 +340,8 @@ def verify_acs3(
             f"method. Server string to sign is: {ALGORITHM}\\n{_sha256_hex(candidates[0])}"
         )
 
-    if nonces is not None:
-        try:
-            fresh = nonces.remember(
-                f"{auth.access_key_id}\n{nonce}",
-                expires_at=signed_at.timestamp() + max_skew_s,
-                now=now.timestamp(),
-            )
-        except ReplayCacheFull as exc:
-            raise Acs3Error("ServiceUnavailable", 503, f"cannot accept signed requests now: {exc}") from None
-        if not fresh:
-            raise Acs3Error(
-                "SignatureNonceUsed",
-                403,
-                "Specified signature nonce was used already; send a fresh x-acs-signature-nonce with every request",
-            )
+    accept_once(nonces, f"{auth.access_key_id}\n{nonce}", signed_at, now, max_skew_s, Acs3Error(
+        "SignatureNonceUsed", 403,
+        "Specified signature nonce was used already; send a fresh x-acs-signature-nonce with every request",
+    ))
     return auth.access_key_id

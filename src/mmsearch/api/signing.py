@@ -382,15 +382,50 @@ def _parse_authorization(value: str) -> _Authorization:
     return _Authorization(access_key_id, date, region, service, names, signature)
 
 
-def _parse_x_date(value: str) -> datetime:
-    if not _X_DATE_RE.fullmatch(value):
-        raise SignatureError(
-            "InvalidTimestamp", 403, f"X-Date '{value[:32]}' is not in the format YYYYMMDD'T'HHMMSS'Z'"
-        )
+def parse_utc(value: str, pattern: re.Pattern[str], fmt: str) -> datetime | None:
+    """A signing time in its scheme's exact format, as aware UTC; None when it is not one."""
+    if not pattern.fullmatch(value):
+        return None
     try:
-        return datetime.strptime(value, _DATE_FORMAT).replace(tzinfo=UTC)
+        return datetime.strptime(value, fmt).replace(tzinfo=UTC)
     except ValueError:
-        raise SignatureError("InvalidTimestamp", 403, f"X-Date '{value}' is not a valid UTC time") from None
+        return None
+
+
+def check_skew(signed_at: datetime, now: datetime | None, max_skew_s: int,
+               too_far: Callable[[str, int], SignatureError]) -> datetime:
+    """The server's time (UTC); `too_far(when, seconds)` is raised when `signed_at` is further than `max_skew_s`
+    from it ("expired" or "in the future")."""
+    if now is None:
+        now = datetime.now(UTC)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    skew = (now - signed_at).total_seconds()
+    if abs(skew) > max_skew_s:
+        raise too_far("in the future" if skew < 0 else "expired", abs(int(skew)))
+    return now
+
+
+def accept_once(guard: ReplayGuard | None, key: str, signed_at: datetime, now: datetime, max_skew_s: int,
+                replayed: SignatureError) -> None:
+    """Record a verified signature (or nonce) until it leaves the skew window; `replayed` if it was seen."""
+    if guard is None:
+        return
+    try:
+        fresh = guard.remember(key, expires_at=signed_at.timestamp() + max_skew_s, now=now.timestamp())
+    except ReplayCacheFull as exc:
+        raise type(replayed)("ServiceUnavailable", 503, f"cannot accept signed requests now: {exc}") from None
+    if not fresh:
+        raise replayed
+
+
+def _parse_x_date(value: str) -> datetime:
+    parsed = parse_utc(value, _X_DATE_RE, _DATE_FORMAT)
+    if parsed is None:
+        raise SignatureError(
+            "InvalidTimestamp", 403, f"X-Date '{value[:32]}' is not a valid UTC time in the format YYYYMMDD'T'HHMMSS'Z'"
+        )
+    return parsed
 
 
 def verify_v4(
@@ -429,19 +464,11 @@ def verify_v4(
     if auth.region != region:
         raise _bad_credential(f"Credential region '{auth.region[:64]}' is not this endpoint's region '{region}'")
 
-    if now is None:
-        now = datetime.now(UTC)
-    elif now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    skew = (now - x_date).total_seconds()
-    if abs(skew) > max_skew_s:
-        when = "in the future" if skew < 0 else "expired"
-        raise SignatureError(
-            "InvalidTimestamp",
-            403,
-            f"the signature is {when}: X-Date {x_date_value} is {abs(int(skew))}s from the server's time "
-            f"(allowed: {max_skew_s}s); sign with the current UTC time",
-        )
+    now = check_skew(x_date, now, max_skew_s, lambda when, seconds: SignatureError(
+        "InvalidTimestamp", 403,
+        f"the signature is {when}: X-Date {x_date_value} is {seconds}s from the server's time "
+        f"(allowed: {max_skew_s}s); sign with the current UTC time",
+    ))
 
     if req.header("x-security-token") is not None:
         raise SignatureError("InvalidSecretToken", 401, "X-Security-Token (STS session credentials) is not supported")
@@ -466,17 +493,7 @@ def verify_v4(
             "check your secret access key and signing method"
         )
 
-    if replay is not None:
-        try:
-            fresh = replay.remember(
-                f"{auth.access_key_id}/{auth.signature}",
-                expires_at=x_date.timestamp() + max_skew_s,
-                now=now.timestamp(),
-            )
-        except ReplayCacheFull as exc:
-            raise SignatureError("ServiceUnavailable", 503, f"cannot accept signed requests now: {exc}") from None
-        if not fresh:
-            raise SignatureError(
-                "ReplayedRequest", 403, "this signed request was already received; sign every request afresh"
-            )
+    accept_once(replay, f"{auth.access_key_id}/{auth.signature}", x_date, now, max_skew_s, SignatureError(
+        "ReplayedRequest", 403, "this signed request was already received; sign every request afresh"
+    ))
     return VerifiedCaller(access_key_id=auth.access_key_id)
