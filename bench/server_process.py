@@ -30,17 +30,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`mmsearch --home H serve` with the given model, OCR off and import jobs left to no one."""
+    """`mmsearch --home H serve` with the given model and OCR off; import jobs run only with `jobs=True`."""
 
-    def __init__(self, home: Path, model: str, log: Path) -> None:
+    def __init__(self, home: Path, model: str, log: Path, jobs: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log = log
+        self.admin_token = secrets.token_urlsafe(24)
         env = {**os.environ, "MMSEARCH_HOME": str(home), "MMSEARCH_CLIP_MODEL": model, "MMSEARCH_OCR": "false",
-               "MMSEARCH_ADMIN_TOKEN": secrets.token_urlsafe(24), "HF_HUB_OFFLINE": "1"}
+               "MMSEARCH_ADMIN_TOKEN": self.admin_token, "HF_HUB_OFFLINE": "1"}
         exe = Path(sys.executable).parent / "mmsearch"
         cmd = [str(exe), "--home", str(home), "serve", "--host", HOST, "--port", str(self.port),
-               "--log-level", "warning", "--no-jobs"]
+               "--log-level", "warning", *([] if jobs else ["--no-jobs"])]
         self.out = log.open("wb")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.out, stderr=subprocess.STDOUT)
 
@@ -67,10 +68,11 @@ class ServerProcess:
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def rss_mb(self) -> float:
+    def rss_mb(self, which: str = "VmHWM") -> float:
+        """Peak resident memory (VmHWM), or the current one with "VmRSS"."""
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{which}:"):
                     return int(line.split()[1]) / 1024
         except OSError:
             pass

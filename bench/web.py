@@ -48,9 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the model hub
 
 import sys
 
-# bench/ holds http.py: with bench/ first on sys.path, `import http.server` (and httpx's `http.client`) would find
-# that script instead of the standard library. Move bench/ to the end (a stable sort), and add tests/ (tiny_clip).
-sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path.abspath(__file__)))
+# tests/ holds tiny_clip (a CLIP-shaped ONNX model built on the spot).
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import argparse

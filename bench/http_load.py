@@ -20,9 +20,9 @@ previous answer arrived (closed loop), for a warm-up and then a fixed duration p
 
 A request counts as an error unless it answers 200 with at least one result. Nothing leaves the machine.
 
-    python bench/http.py --n 100000 --duration 10 --concurrency 1,4,16
-    python bench/http.py --n 5000 --duration 3 --no-record          # quick check
-    python bench/http.py --n 100000 --home /tmp/bench-100k          # keep (and later reuse) the data
+    python bench/http_load.py --n 100000 --duration 10 --concurrency 1,4,16
+    python bench/http_load.py --n 5000 --duration 3 --no-record          # quick check
+    python bench/http_load.py --n 100000 --home /tmp/bench-100k          # keep (and later reuse) the data
 
 Figures are printed as a table and written to docs/benchmarks.md between `<!-- bench:http N=... -->` markers.
 """
@@ -35,9 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the model hub
 
 import sys
 
-# This file is named http.py: with bench/ first on sys.path, `import http.client` (httpx, uvicorn) would find
-# this script instead of the standard library. Move bench/ to the end (a stable sort), and add tests/ (tiny_clip).
-sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path.abspath(__file__)))
+# tests/ holds tiny_clip (a CLIP-shaped ONNX model built on the spot).
 sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 import argparse
@@ -268,7 +266,7 @@ def markdown(args: argparse.Namespace, runs: list[Run], inproc: dict[str, np.nda
         "",
         f"Run {today} on {engine.machine()}; uvicorn {uvicorn.__version__}, fastapi {fastapi.__version__}, "
         f"httpx {httpx.__version__}, lancedb {lancedb.__version__}. "
-        f"`python bench/http.py --n {args.n} --duration {args.duration:g} --concurrency {conc}`.",
+        f"`python bench/http_load.py --n {args.n} --duration {args.duration:g} --concurrency {conc}`.",
         "",
         f"`mmsearch serve` (one uvicorn worker) in its own process on 127.0.0.1; the load generator (asyncio + "
         f"httpx, keep-alive, closed loop: each client sends its next request when the previous answer arrives) "
