@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,3 +57,15 @@ def stop(api: Api) -> None:
     api.client.close()
     api.admin.close()
     api.server.__exit__(None, None, None)
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll the management API until the job ends; its last state."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/admin/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api_fixtures import ADMIN, Api, start, stop
+from api_fixtures import ADMIN, Api, start, stop, wait_job
 from conftest import EXAMPLE_SCHEMA
 from live import LiveServer
 from mmsearch.api.app import create_app
@@ -27,15 +27,6 @@ def api(tmp_path_factory, product_items) -> Api:
     yield a
     stop(a)
 
-
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/admin/v1/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def test_dataset_lifecycle(api: Api):

@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     image_roots: str = Field(default="", description="os.pathsep-separated folders local image paths may come from")
     allow_private_networks: bool = Field(default=False, description="let the fetcher reach private addresses")
     fetch_workers: int = Field(default=8, ge=1, le=128, description="concurrent image downloads per import")
+    job_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="attempts of an import job whose store fails before it ends `failed`"
+    )
+    job_retry_s: float = Field(
+        default=5.0, ge=0.0, le=3_600.0, description="wait before an import job's first retry; doubles each time"
+    )
+    max_image_pixels: int = Field(
+        default=36_000_000, ge=100, le=36_000_000,  # the spec's 6000 x 6000, under Pillow's own bomb guard
+        description="width x height of a query or imported image, checked from its header before decoding",
+    )
+    max_concurrent_decodes: int = Field(
+        default_factory=lambda: min(8, max(2, os.cpu_count() or 2)), ge=1, le=256,
+        description="image decodes at once in this process (default: the cores, 2 to 8; a 6000 x 6000 PNG holds "
+        "~210 MB while it decodes); a query waits 2 s for a slot, then 503",
+    )
     admin_token: str | None = Field(
         default=None, description="credential for management endpoints (default: generated, kept in HOME/admin_token)"
     )
@@ -46,9 +61,22 @@ class Settings(BaseSettings):
     max_import_body_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024, description="body limit of item upserts on the management API"
     )
+    max_query_chars: int = Field(
+        default=1_000, ge=1, le=1_000_000, description="characters of an AI Search query.text (CPU grows with it)"
+    )
+    max_filter_conditions: int = Field(
+        default=1_024, ge=1, le=20_000,
+        description="filter objects (must, must_not, range, and, or) in one filter; an engine crashes near 40,000",
+    )
+    max_filter_values: int = Field(default=10_000, ge=1, description="values across all must/must_not conds")
+    max_filter_chars: int = Field(default=1_000_000, ge=1, description="characters across a filter's string values")
     web_dataset: str = Field(default="web", description="the dataset /search/multimodal answers from")
     iqs_results: int = Field(default=20, ge=1, le=100, description="images per /search/multimodal answer")
     iqs_timeout_s: float = Field(default=5.0, gt=0, le=120, description="server-side timeout of /search/multimodal")
+    iqs_max_exclude_sites: int = Field(
+        default=1_024, ge=1, le=1_024,  # le: one must_not holds at most 1,024 values (schema/filters.py)
+        description="hosts in one IQS advancedParams.excludeSites; the string may hold 256 characters per host",
+    )
 
     @property
     def image_root_paths(self) -> list[Path]:

@@ -23,13 +23,19 @@ from mmsearch.catalog.querylog import QueryLogEntry
 from mmsearch.config import FALLBACK_DIM, Settings, get_settings
 from mmsearch.encoders.base import Encoder
 from mmsearch.errors import AlreadyExists, InvalidArgument
+from mmsearch.home import make_home
 from mmsearch.ingest import ImportReport, import_items, read_items
 from mmsearch.ingest.images import ImageIndexer
 from mmsearch.media import FetchConfig, Fetcher, load_image_ref
+from mmsearch.media.images import set_decode_limit
 from mmsearch.schema.fields import DatasetInfo, check_dataset_id, check_dataset_type, parse_schema
+from mmsearch.schema.filters import FilterLimits
 from mmsearch.search import SearchOptions, SearchRequest, SearchResult, search
+from mmsearch.search.pipeline import check_request
 from mmsearch.search.spell import SpellOutcome, apply_spell_correction
+from mmsearch.search.types import RequestLimits
 from mmsearch.store.lance import AnnConfig, LanceStore
+from mmsearch.unicode import require_valid_unicode
 
 _UNSET: Any = object()
 
@@ -53,9 +59,11 @@ class MMSearch:
         self._ocr: Any = None
         self._fetcher: Fetcher | None = None
         self._lock = threading.Lock()
+        make_home(self.settings.home)  # 0700 when we create it: the catalog holds secrets
         self.catalog = Catalog(self.settings.catalog_url)
         self.store = LanceStore(self.settings.tables_dir, AnnConfig(min_rows=self.settings.ann_min_rows))
         self._spell: Any = None
+        set_decode_limit(self.settings.max_concurrent_decodes)  # one gate per process, shared by engines
 
     # -- models ---------------------------------------------------------------------------------------
     @property
@@ -104,7 +112,8 @@ class MMSearch:
 
     def load_image(self, ref: str, field: str = "image") -> Any:
         """A data URI, an http(s) URL (SSRF-guarded) or a path under `MMSEARCH_IMAGE_ROOTS`."""
-        return load_image_ref(ref, self.fetcher, self.settings.image_root_paths, field=field)
+        return load_image_ref(ref, self.fetcher, self.settings.image_root_paths, field=field,
+                              max_pixels=self.settings.max_image_pixels)
 
     def image_indexer(self, info: DatasetInfo) -> ImageIndexer | None:
         if not info.schema.images:
@@ -194,6 +203,7 @@ class MMSearch:
         )
 
     def delete(self, dataset_id: str, ids: list[str]) -> int:
+        require_valid_unicode(ids, "ids")  # an id the engine cannot encode is no id it holds
         return self.store.delete(self.dataset(dataset_id), ids)
 
     def get(self, dataset_id: str, ids: list[str]) -> list[dict[str, Any]]:
@@ -205,7 +215,14 @@ class MMSearch:
         return SearchOptions(
             recall_size=s.recall_size, weights={"text": s.text_weight, "vlm": s.vlm_weight},
             fusion=s.fusion,  # type: ignore[arg-type]
+            limits=self.limits(),
         )
+
+    def limits(self) -> RequestLimits:
+        s = self.settings
+        return RequestLimits(max_query_chars=s.max_query_chars, filter=FilterLimits(
+            max_conditions=s.max_filter_conditions, max_values=s.max_filter_values, max_chars=s.max_filter_chars,
+        ))
 
     def search(self, dataset_id: str, request: SearchRequest, options: SearchOptions | None = None) -> SearchResult:
         return search(request, self.dataset(dataset_id), self.store, self.encoder, options or self.options())
@@ -244,6 +261,7 @@ class MMSearch:
     ) -> AppSearchResult:
         """The application search of the AI Search spec: the app's limits, ranking, spelling and query log."""
         started = time.perf_counter()
+        check_request(request, self.limits())  # spelling and the query log cost work in proportion to the text
         app: Application = self.catalog.apps.get(app_id)
         if not isinstance(dataset_id, str) or not dataset_id:
             raise InvalidArgument("dataset_id: is required", field="dataset_id")

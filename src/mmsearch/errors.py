@@ -41,3 +41,12 @@ class Unavailable(MMSearchError):
     """A capability this deployment lacks right now (e.g. no image model for an image query)."""
 
     code = "ServiceUnavailable"
+
+
+class Overloaded(Unavailable):
+    """Too much of some bounded work is in flight (e.g. image decodes); the same request may succeed after
+    `retry_after` seconds, which the HTTP edge sends as `Retry-After`."""
+
+    def __init__(self, message: str, field: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after

@@ -8,9 +8,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmsearch.catalog.accounts import MAX_CREDITS, MAX_QPS
 from mmsearch.catalog.apps import AppConfig
 from mmsearch.core import MMSearch
 from mmsearch.ingest.jobs import submit_body
+from mmsearch.unicode import require_valid_unicode
 
 
 async def require_admin(request: Request) -> None:
@@ -22,6 +24,12 @@ router = APIRouter(prefix="/admin/v1", tags=["management"], dependencies=[Depend
 
 def _mm(request: Request) -> MMSearch:
     return request.app.state.mm
+
+
+def _unicode(body: BaseModel) -> None:
+    """A lone surrogate ("\\ud800") anywhere in a body is refused naming its field (`schema.fields[0].name`),
+    before it reaches a message, the catalog or the store, none of which can encode it."""
+    require_valid_unicode(body.model_dump(by_alias=True, exclude_none=True), "")
 
 
 class DatasetCreate(BaseModel):
@@ -68,6 +76,7 @@ def _dataset_dict(mm: MMSearch, dataset_id: str) -> dict[str, Any]:
 # -- datasets -------------------------------------------------------------------------------------------
 @router.post("/datasets", status_code=201, summary="Create a dataset")
 def create_dataset(body: DatasetCreate, request: Request) -> dict[str, Any]:
+    _unicode(body)
     mm = _mm(request)
     mm.create_dataset(body.id, body.schema_, type=body.type, vector_dim=body.vector_dim)
     return _dataset_dict(mm, body.id)
@@ -110,10 +119,14 @@ async def upsert_items(dataset_id: str, request: Request) -> dict[str, Any]:
 
 @router.post("/datasets/{dataset_id}/items/delete", summary="Delete items by id")
 def delete_items(dataset_id: str, body: IdList, request: Request) -> dict[str, Any]:
+    _unicode(body)
     return {"deleted": _mm(request).delete(dataset_id, body.ids)}
 
 
-@router.get("/datasets/{dataset_id}/items/{item_id}", summary="Get one item")
+@router.get(
+    "/datasets/{dataset_id}/items/{item_id:path}",
+    summary="Get one item (percent-encode the id: `a/b` as `a%2Fb`; the rest of the path is the id)",
+)
 def get_item(dataset_id: str, item_id: str, request: Request) -> dict[str, Any]:
     from mmsearch.errors import NotFound
 
@@ -144,6 +157,7 @@ def cancel_job(job_id: str, request: Request) -> dict[str, Any]:
 # -- applications -------------------------------------------------------------------------------------------
 @router.post("/applications", status_code=201, summary="Create an application over datasets")
 def create_application(body: ApplicationCreate, request: Request) -> dict[str, Any]:
+    _unicode(body)
     return _mm(request).catalog.apps.create(body.id, body.datasets, body.config).as_dict()
 
 
@@ -159,6 +173,7 @@ def get_application(application_id: str, request: Request) -> dict[str, Any]:
 
 @router.patch("/applications/{application_id}", summary="Change an application's datasets or config")
 def update_application(application_id: str, body: ApplicationUpdate, request: Request) -> dict[str, Any]:
+    _unicode(body)
     return _mm(request).catalog.apps.update(application_id, body.datasets, body.config).as_dict()
 
 
@@ -171,6 +186,7 @@ def delete_application(application_id: str, request: Request) -> Response:
 # -- keys ----------------------------------------------------------------------------------------------------
 @router.post("/keys", status_code=201, summary="Create an API key (shown once) with its AK/SK pair")
 def create_key(body: KeyCreate, request: Request) -> dict[str, Any]:
+    _unicode(body)
     return _mm(request).catalog.keys.create(body.apps, body.name).as_dict()
 
 
@@ -197,8 +213,8 @@ class AccountCreate(BaseModel):
 
     name: str
     plan: Literal["trial", "paid"] = "trial"
-    qps: int = Field(default=10, ge=1)
-    credits: int = Field(default=0, ge=0, description="paid plan: queries left")
+    qps: int = Field(default=10, ge=1, le=MAX_QPS)
+    credits: int = Field(default=0, ge=0, le=MAX_CREDITS, description="paid plan: queries left")
     active: bool = True
     created_at: datetime | None = Field(default=None, description="for migrations: the trial counts 15 days from it")
 
@@ -213,14 +229,16 @@ class AccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     plan: Literal["trial", "paid"] | None = None
-    qps: int | None = Field(default=None, ge=1)
-    credits: int | None = Field(default=None, ge=0, description="set the balance")
-    add_credits: int | None = Field(default=None, description="add to (or take from) the balance")
+    qps: int | None = Field(default=None, ge=1, le=MAX_QPS)
+    credits: int | None = Field(default=None, ge=0, le=MAX_CREDITS, description="set the balance")
+    add_credits: int | None = Field(default=None, ge=0, le=MAX_CREDITS,
+                                    description="add to the balance (a recharge; the sum may not pass the maximum)")
     active: bool | None = None
 
 
 @router.post("/accounts", status_code=201, summary="Create an IQS account with its AK/SK pair and API key (shown once)")
 def create_account(body: AccountCreate, request: Request) -> dict[str, Any]:
+    _unicode(body)
     return _mm(request).catalog.accounts.create(
         body.name, plan=body.plan, qps=body.qps, credits=body.credits, active=body.active, created_at=body.created_at
     ).as_dict()

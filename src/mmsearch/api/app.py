@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmsearch import __version__
-from mmsearch.api import admin, iqs, volc
+from mmsearch.api import admin, iqs, openapi, volc
 from mmsearch.api.auth import Authenticator, IqsAuth
 from mmsearch.api.errors import on_http_error, on_mmsearch_error, on_unexpected, on_validation_error
 from mmsearch.api.middleware import RequestContext
@@ -43,6 +43,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
 
     api = FastAPI(
         title="mmsearch", version=__version__, lifespan=lifespan,
+        strict_content_type=False,  # a JSON body without Content-Type is read as JSON; a non-JSON type gets 415
         description="Self-hosted multimodal search: the AI Search `search` API, IQS MultimodalSearch and "
         "mmsearch's management API.",
     )
@@ -59,6 +60,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     api.include_router(admin.router)
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"], summary="Liveness")
     api.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"], summary="Store, catalog and model status")
+    openapi.install(api)  # the document lists what is really sent: statuses, error bodies, raw bodies, auth
 
     settings = mm.settings
 

@@ -21,6 +21,7 @@ from mmsearch.catalog.accounts import NOT_FOUND, AccountKey, Charge, IqsError
 from mmsearch.catalog.keys import ApiKey
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
+from mmsearch.home import make_home
 
 
 def admin_token(settings: Settings, announce: bool = True) -> str:
@@ -31,7 +32,7 @@ def admin_token(settings: Settings, announce: bool = True) -> str:
     if path.is_file():
         return path.read_text().strip()
     token = "mmsa_" + secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_home(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(token + "\n")

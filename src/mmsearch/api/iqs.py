@@ -5,12 +5,17 @@
 Errors use the shape the SDK reads into `TeaException` (`code`, `message`, `requestId`):
 
     {"requestId": "…", "code": "Retrieval.Arrears", "message": "Please recharge first."}
+
+A refused query is never charged: the body is checked (JSON, Content-Type, valid Unicode, query length,
+`excludeSites` size) before the charge, and whatever stops the search after it (timeout, a refused value, an
+unexpected exception) refunds the charge before the error is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 import uuid
 from typing import Any
@@ -22,16 +27,27 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mmsearch.api.auth import IqsAuth
-from mmsearch.api.errors import request_id, status_of
+from mmsearch.api.errors import (
+    IQS_SDK_PATH,
+    iqs_code,
+    iqs_response,
+    is_json_media_type,
+    media_type,
+    request_id,
+    status_of,
+)
 from mmsearch.catalog.accounts import IqsError
 from mmsearch.core import MMSearch
 from mmsearch.errors import MMSearchError
 from mmsearch.search import SearchRequest
+from mmsearch.unicode import find_invalid_unicode
 
 router = APIRouter(tags=["IQS MultimodalSearch"])
 
-SDK_PATH = "/linked-retrieval/linked-retrieval-entry/v1/iqs/multimodal/unified"
+SDK_PATH = IQS_SDK_PATH
 MAX_QUERY_CHARS = 50
+MAX_HOST_CHARS = 253  # a DNS name
+CHARS_PER_EXCLUDED_SITE = 256  # the raw excludeSites string may hold this many characters per allowed host
 
 
 class MultimodalSearchBody(BaseModel):
@@ -44,46 +60,80 @@ class MultimodalSearchBody(BaseModel):
 
 
 def iqs_error(rid: str, status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"requestId": rid, "code": code, "message": message}, status_code=status,
-                        headers={"x-acs-request-id": rid})
+    return iqs_response(rid, status, code, message)
 
 
-def parse_body(raw: bytes) -> MultimodalSearchBody:
+def invalid(where: str, rule: str) -> IqsError:
+    return IqsError(400, "InvalidParameter", f"{where}: {rule}", where)
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """A checked MultimodalSearch body: what the search needs, nothing left to refuse."""
+
+    query: str  # as sent (echoed in queryContext)
+    text: str  # stripped, 1-50 characters
+    exclude: list[str]  # hosts, lower case, deduplicated
+
+
+def check_content_type(content_type: str | None) -> None:
+    """JSON, or no Content-Type at all (read as JSON, as the AI Search endpoint does)."""
+    media = media_type(content_type)
+    if media and not is_json_media_type(media):
+        raise IqsError(415, "UnsupportedMediaType",
+                       f"Content-Type: send the body as application/json, got {media!r}", "Content-Type")
+
+
+def parse_body(raw: bytes, max_sites: int = 1_024) -> Query:
+    """The body, refused with 400 InvalidParameter naming the field: before anything is charged."""
     try:
-        body = MultimodalSearchBody.model_validate_json(raw or b"{}")
+        data = json.loads(raw or b"{}")  # stdlib: a lone surrogate is read, then refused naming its field
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        at = f" ({exc.msg} at line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise invalid("body", f"not valid JSON{at}") from None
+    except RecursionError:
+        raise invalid("body", "JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise invalid("body", f"must be a JSON object, got {type(data).__name__}")
+    bad = find_invalid_unicode(data, "")
+    if bad is not None:
+        raise invalid(bad, "not valid Unicode (a lone UTF-16 surrogate such as \\ud800); send UTF-8 text")
+    try:
+        body = MultimodalSearchBody.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        if first["type"] == "json_invalid":
-            raise IqsError(400, "InvalidParameter", "body: not valid JSON", "body") from None
-        raise IqsError(400, "InvalidParameter", f"{where}: {first['msg']}", where) from None
+        raise invalid(where, first["msg"]) from None
     n = len(body.query.strip())
     if not 1 <= n <= MAX_QUERY_CHARS:
-        raise IqsError(400, "InvalidParameter",
-                       f"query: must be 1 to {MAX_QUERY_CHARS} characters, got {n}", "query")
-    return body
+        raise invalid("query", f"must be 1 to {MAX_QUERY_CHARS} characters, got {n}")
+    return Query(query=body.query, text=body.query.strip(), exclude=exclude_sites(body.advancedParams, max_sites))
 
 
-def exclude_sites(params: dict[str, Any] | None) -> list[str]:
-    """`excludeSites`: comma-separated hosts; each excludes that host and its subdomains."""
+def exclude_sites(params: dict[str, Any] | None, max_sites: int = 1_024) -> list[str]:
+    """`excludeSites`: comma-separated hosts; each excludes that host and its subdomains. At most `max_sites`
+    distinct hosts, and the string is bounded before it is split (256 characters per allowed host)."""
+    where = "advancedParams.excludeSites"
     raw = (params or {}).get("excludeSites")
     if raw is None:
         return []
     if not isinstance(raw, str):
-        raise IqsError(400, "InvalidParameter", "advancedParams.excludeSites: must be a comma-separated string",
-                       "advancedParams.excludeSites")
-    hosts = []
+        raise invalid(where, "must be a comma-separated string")
+    if len(raw) > max_sites * CHARS_PER_EXCLUDED_SITE:
+        raise invalid(where, f"at most {max_sites * CHARS_PER_EXCLUDED_SITE} characters, got {len(raw)}")
+    hosts: dict[str, None] = {}
     for part in raw.split(","):
         part = part.strip().lower()
         if not part:
             continue
         host = (urlsplit(part).hostname or "") if "//" in part else part.split("/")[0].split(":")[0]
         host = host.strip(".")
-        if not host or " " in host:
-            raise IqsError(400, "InvalidParameter", f"advancedParams.excludeSites: {part!r} is not a host name",
-                           "advancedParams.excludeSites")
-        hosts.append(host)
-    return list(dict.fromkeys(hosts))
+        if not host or any(c.isspace() for c in host) or len(host) > MAX_HOST_CHARS:
+            raise invalid(where, f"{part[:100]!r} is not a host name")
+        hosts[host] = None
+        if len(hosts) > max_sites:
+            raise invalid(where, f"at most {max_sites} hosts (MMSEARCH_IQS_MAX_EXCLUDE_SITES)")
+    return list(hosts)
 
 
 def image_items(hits: list[Any]) -> list[dict[str, Any]]:
@@ -101,7 +151,7 @@ def image_items(hits: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def run_search(mm: MMSearch, body: MultimodalSearchBody) -> tuple[list[dict[str, Any]], int]:
+def run_search(mm: MMSearch, body: Query) -> tuple[list[dict[str, Any]], int]:
     settings = mm.settings
     try:
         info = mm.dataset(settings.web_dataset)
@@ -109,9 +159,8 @@ def run_search(mm: MMSearch, body: MultimodalSearchBody) -> tuple[list[dict[str,
         raise IqsError(503, "Retrieval.IndexNotReady",
                        f"no web image corpus yet (dataset {settings.web_dataset!r}); build it with mmsearch crawl, "
                        "import-warc or import-web") from None
-    excluded = exclude_sites(body.advancedParams)
-    flt = {"op": "must_not", "field": "site_domains", "conds": excluded} if excluded else None
-    req = SearchRequest(text=body.query.strip(), filter=flt, page_size=settings.iqs_results)
+    flt = {"op": "must_not", "field": "site_domains", "conds": body.exclude} if body.exclude else None
+    req = SearchRequest(text=body.text, filter=flt, page_size=settings.iqs_results)
     result = mm.search(info.id, req, dataclasses.replace(mm.options(), rerank=True))
     return image_items(result.hits), result.total_items
 
@@ -124,7 +173,8 @@ async def handle(request: Request) -> JSONResponse:
     try:
         raw = await request.body()
         key = await run_in_threadpool(auth.authenticate, request, raw)
-        body = parse_body(raw)  # a bad request is refused before it is charged
+        check_content_type(request.headers.get("content-type"))
+        body = parse_body(raw, mm.settings.iqs_max_exclude_sites)  # a bad request is refused before it is charged
         charge = await run_in_threadpool(auth.charge, key)
         try:
             items, _total = await asyncio.wait_for(run_in_threadpool(run_search, mm, body),
@@ -133,11 +183,11 @@ async def handle(request: Request) -> JSONResponse:
             await run_in_threadpool(auth.refund, charge)
             raise IqsError(504, "Retrieval.Timeout",
                            f"the search did not finish within {mm.settings.iqs_timeout_s:g} s") from None
-        except IqsError:
+        except Exception:  # refused or failed after the charge, for whatever reason: not charged
             await run_in_threadpool(auth.refund, charge)
-            raise
+            raise  # an MMSearchError is answered below; anything else is the IQS-shaped 500 (errors.on_unexpected)
     except MMSearchError as exc:
-        return iqs_error(rid, status_of(exc), exc.code, exc.message)
+        return iqs_error(rid, status_of(exc), iqs_code(exc), exc.message)
     took = round((time.perf_counter() - started) * 1000)
     return JSONResponse({
         "requestId": rid,

@@ -1,4 +1,11 @@
-"""Every response gets a request id; bodies over the limit are refused with 413 before being read whole."""
+"""Every response gets a request id; bodies over the limit are refused with 413 before being read whole; an
+exception that escapes the app never takes the connection with it.
+
+Starlette's ServerErrorMiddleware sends the 500 (through `errors.on_unexpected`) and then re-raises, and uvicorn
+closes a keep-alive connection when the app raises, without `Connection: close`. RequestContext wraps the
+whole app: it swallows an exception that comes after a complete response (so the connection stays usable),
+answers a 500 in the path's API shape when nothing was sent yet, and lets uvicorn close the connection only
+when a response was cut off half-way (there is no other honest way to end it)."""
 
 from __future__ import annotations
 
@@ -9,17 +16,25 @@ from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mmsearch.api.errors import error_body
+from mmsearch.api.errors import (
+    IQS_STATUS_CODES,
+    UNEXPECTED_MESSAGE,
+    error_body,
+    iqs_body,
+    is_iqs_path,
+    log_unexpected,
+)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
 
 class BodyTooLarge(StarletteHTTPException):
-    """An HTTPException, so FastAPI's body parsing re-raises it instead of calling it a parse error (400)."""
+    """An HTTPException, so FastAPI's body parsing re-raises it instead of calling it a parse error (400).
+    The rest of the body is never read, so the connection cannot be reused: the answer says `close`."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"body: larger than the limit of {limit} bytes")
+        super().__init__(413, f"body: larger than the limit of {limit} bytes", headers={"Connection": "close"})
 
 
 class RequestContext:
@@ -36,20 +51,23 @@ class RequestContext:
             return
         rid = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = rid
-        limit = self.limit_for(scope.get("path", ""))
-        started = False
+        path = scope.get("path", "")
+        limit = self.limit_for(path)
+        started = finished = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, finished
             if message["type"] == "http.response.start":
                 started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finished = True
             await send(message)
 
         length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > limit:
-            await self._too_large(send_with_id, rid, limit)
+            await self._too_large(send_with_id, rid, limit, path)
             return
         received = 0
 
@@ -66,15 +84,36 @@ class RequestContext:
             await self.app(scope, limited_receive, send_with_id)
         except BodyTooLarge:
             if not started:
-                await self._too_large(send_with_id, rid, limit)
+                await self._too_large(send_with_id, rid, limit, path)
+        except Exception as exc:
+            log_unexpected(rid, scope.get("method", ""), path, exc)
+            if finished:
+                return  # the 500 (or whatever was answered) is complete: keep the connection
+            if started:
+                raise  # cut off half-way: uvicorn closes the connection, the only honest end
+            message = UNEXPECTED_MESSAGE.format(type(exc).__name__)
+            await self._send_json(send_with_id, 500, self._body(path, rid, 500, "InternalError", message, None),
+                                  close=False)
 
     @staticmethod
-    async def _too_large(send: Callable[[Message], Any], rid: str, limit: int) -> None:
-        body = json.dumps(error_body(
-            rid, "PayloadTooLarge", f"body: larger than the limit of {limit} bytes", "body"
-        )).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]})
+    def _body(path: str, rid: str, status: int, code: str, message: str, field: str | None) -> dict[str, Any]:
+        """The error in the shape of the path's API (`code` is the AI Search one; IQS picks by status)."""
+        if is_iqs_path(path):
+            return iqs_body(rid, IQS_STATUS_CODES[status], message)
+        return error_body(rid, code, message, field)
+
+    @classmethod
+    async def _too_large(cls, send: Callable[[Message], Any], rid: str, limit: int, path: str) -> None:
+        message = f"body: larger than the limit of {limit} bytes"
+        await cls._send_json(send, 413, cls._body(path, rid, 413, "PayloadTooLarge", message, "body"), close=True)
+
+    @staticmethod
+    async def _send_json(send: Callable[[Message], Any], status: int, payload: dict[str, Any], close: bool) -> None:
+        body = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        if "requestId" in payload:
+            headers.append((b"x-acs-request-id", str(payload["requestId"]).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -14,8 +14,10 @@ from mmsearch.api.errors import request_id
 from mmsearch.core import AppSearchResult, MMSearch
 from mmsearch.errors import InvalidArgument
 from mmsearch.media import decode_image, is_data_uri, parse_data_uri
+from mmsearch.media.images import DEFAULT_MAX_PIXELS, QUERY_DECODE_WAIT_S
 from mmsearch.search import SearchRequest
 from mmsearch.search.geo import parse_location
+from mmsearch.unicode import require_valid_unicode
 
 router = APIRouter(tags=["AI Search"])
 
@@ -55,7 +57,10 @@ class SearchBody(BaseModel):
     context: Context | None = None
 
 
-def to_request(body: SearchBody) -> SearchRequest:
+def to_request(body: SearchBody, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> SearchRequest:
+    # JSON may spell lone surrogates ("\ud800"); anywhere in the body they are refused here, naming the field
+    # (query.text, filter.conds[0].conds[1], user._user_id), before the engine or the query log chokes on them
+    require_valid_unicode(body.model_dump(by_alias=True, exclude_none=True), "")
     q = body.query
     text = q.text if q.text and q.text.strip() else None
     image = None
@@ -64,7 +69,9 @@ def to_request(body: SearchBody) -> SearchRequest:
             raise InvalidArgument("query.image_url: must be a base64 data URI (data:<mime>;base64,<data>)",
                                   field="query.image_url")
         mime, data = parse_data_uri(q.image_url, "query.image_url")
-        image = decode_image(data, mime, field="query.image_url").image
+        # pixels checked from the header; the decode waits briefly for a slot, then 503 + Retry-After
+        image = decode_image(data, mime, field="query.image_url", max_pixels=max_pixels,
+                             wait=QUERY_DECODE_WAIT_S).image
     if text is None and image is None:
         raise InvalidArgument("query: at least one of query.text and query.image_url is required", field="query")
     return SearchRequest(
@@ -107,9 +114,8 @@ async def _caller(request: Request, application_id: str) -> Caller:
 @router.post(
     "/api/v1/application/{application_id}/search",
     summary="Search an application's dataset (AI Search `search`)",
-    responses={400: {"description": "invalid request"}, 401: {"description": "missing or invalid credentials"},
-               403: {"description": "key not allowed"}, 404: {"description": "unknown application or dataset"},
-               413: {"description": "body over 10 MB"}},
+    description="A text and/or image query over one of the application's datasets, with filters, sorting and "
+    "pagination.",
 )
 async def search(application_id: str, body: SearchBody, request: Request,
                  caller: Annotated[Caller, Depends(_caller)]) -> dict[str, Any]:
@@ -117,7 +123,7 @@ async def search(application_id: str, body: SearchBody, request: Request,
     rid = request_id(request)
 
     def run() -> AppSearchResult:
-        req = to_request(body)
+        req = to_request(body, max_pixels=mm.settings.max_image_pixels)
         user_id = body.user.user_id if body.user else None
         return mm.search_app(application_id, body.dataset_id, req, user_id=user_id, request_id=rid)
 

@@ -48,6 +48,7 @@ TRIAL_DAYS = 15
 TRIAL_QUERIES_PER_DAY = 1000
 DEFAULT_QPS = 10
 MAX_QPS = 100_000
+MAX_CREDITS = 2**63 - 1  # a signed 64-bit column: the most any balance (or one recharge) can hold
 API_KEY_PREFIX = "iqs_"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -286,8 +287,8 @@ def _check_qps(qps: int) -> int:
 
 
 def _check_credits(credits: int, what: str = "credits") -> int:
-    if isinstance(credits, bool) or not isinstance(credits, int) or credits < 0:
-        raise InvalidArgument(f"{what}: {credits!r} must be an integer >= 0", field="credits")
+    if isinstance(credits, bool) or not isinstance(credits, int) or not 0 <= credits <= MAX_CREDITS:
+        raise InvalidArgument(f"{what}: {credits!r} must be an integer from 0 to {MAX_CREDITS}", field=what)
     return credits
 
 
@@ -361,12 +362,16 @@ class Accounts:
         return self._set(name, credits=_check_credits(credits))
 
     def add_credits(self, name: str, credits: int) -> Account:
-        """A recharge: adds atomically, so it cannot lose a concurrent query's charge."""
-        _check_credits(credits)
+        """A recharge: adds atomically, so it cannot lose a concurrent query's charge; refused when the balance
+        would pass MAX_CREDITS."""
+        _check_credits(credits, "add_credits")
         with Session(self.engine) as s, s.begin():
             row = self._row(s, name)
-            s.execute(update(AccountRow).where(AccountRow.id == row.id)
-                      .values(credits=AccountRow.credits + credits, updated_at=self.now()))
+            added = s.execute(update(AccountRow).where(AccountRow.id == row.id,
+                                                       AccountRow.credits <= MAX_CREDITS - credits)
+                              .values(credits=AccountRow.credits + credits, updated_at=self.now())).rowcount
+            if added != 1:
+                raise InvalidArgument(f"add_credits: the balance would pass {MAX_CREDITS}", field="add_credits")
         return self.get(name)
 
     def grant(self, access_key_id: str, can_search: bool = True) -> AccountKey:

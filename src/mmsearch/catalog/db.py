@@ -17,6 +17,7 @@ from mmsearch.catalog.keys import Keys
 from mmsearch.catalog.models import Base, DatasetRow, require
 from mmsearch.catalog.querylog import QueryLog
 from mmsearch.errors import AlreadyExists
+from mmsearch.home import create_private_file, make_home
 from mmsearch.schema.fields import DatasetInfo, parse_schema
 
 
@@ -37,8 +38,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 class Catalog:
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
+        if path and path != ":memory:":  # it holds secrets: its folder 0700 if new, the file (and its WAL) 0600
+            make_home(Path(path).parent)
+            create_private_file(Path(path))
         self.engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)

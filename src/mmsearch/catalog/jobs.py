@@ -1,5 +1,9 @@
 """The import job queue. A job is claimed with a lease (worker + heartbeat), so a job whose worker died
-(server killed, machine restarted) goes back to the queue and resumes from its last checkpoint."""
+(server killed, machine restarted) goes back to the queue and resumes from its last checkpoint.
+
+Statuses: `queued` (waiting; a job put back after a store failure waits until `retry_at`), `running`,
+`succeeded` (every item was applied or reported as rejected), `failed` (the job could not run: dataset gone,
+source gone, or the store stayed unusable for `max_attempts` attempts), `cancelled`."""
 
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     run_seconds: float
+    retry_at: datetime | None = None  # a queued job put back after a store failure is not claimed before it
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -55,6 +60,7 @@ class Job:
                 "items_per_second": round(self.rate, 1),
             },
             "errors": self.errors, "warnings": self.warnings, "message": self.message, "attempts": self.attempts,
+            "retry_at": self.retry_at.isoformat() if self.retry_at else None,
             "created_at": self.created_at.isoformat(),
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -68,6 +74,7 @@ def _job(row: JobRow) -> Job:
         errors=json.loads(row.errors_json), warnings=json.loads(row.warnings_json), message=row.message,
         attempts=row.attempts, created_at=aware(row.created_at) or utcnow(), started_at=aware(row.started_at),
         finished_at=aware(row.finished_at), run_seconds=row.run_seconds,
+        retry_at=aware(row.heartbeat_at) if row.status == "queued" else None,
     )
 
 
@@ -75,10 +82,19 @@ class Jobs:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, dataset_id: str, source: str, total: int, kind: str = "upsert", job_id: str | None = None) -> Job:
+    def create(
+        self, dataset_id: str, source: str, total: int, kind: str = "upsert", job_id: str | None = None,
+        worker: str | None = None,
+    ) -> Job:
+        """A queued job; with `worker`, one already claimed by it (running, heart-beaten now, attempt 1) in the
+        same insert, so no other worker can take it in between (the CLI runs its import in the foreground)."""
         job_id = job_id or secrets.token_hex(8)
+        row = JobRow(id=job_id, kind=kind, dataset_id=dataset_id, status="queued", source=source, total=total)
+        if worker is not None:
+            now = utcnow()
+            row.status, row.worker, row.heartbeat_at, row.attempts, row.started_at = "running", worker, now, 1, now
         with Session(self.engine) as s, s.begin():
-            s.add(JobRow(id=job_id, kind=kind, dataset_id=dataset_id, status="queued", source=source, total=total))
+            s.add(row)
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:
@@ -95,14 +111,23 @@ class Jobs:
         with Session(self.engine) as s:
             return [_job(r) for r in s.scalars(q)]
 
-    def claim(self, worker: str, stale_after_s: float = 30.0, job_id: str | None = None) -> Job | None:
-        """The oldest queued job (or `job_id`), or a running one whose worker stopped heart-beating."""
-        stale = utcnow() - timedelta(seconds=stale_after_s)
-        claimable = or_(JobRow.status == "queued", and_(JobRow.status == "running", JobRow.heartbeat_at < stale))
+    def claim(
+        self, worker: str, stale_after_s: float = 30.0, job_id: str | None = None, max_attempts: int | None = None
+    ) -> Job | None:
+        """The oldest queued job (or `job_id`) whose retry time has come, or a running one whose worker stopped
+        heart-beating. A stale job that already had `max_attempts` attempts is failed instead of run again, so an
+        item that kills its worker (a crash in the engine) cannot take the server down over and over."""
+        now = utcnow()
+        stale = now - timedelta(seconds=stale_after_s)
+        due = or_(JobRow.heartbeat_at.is_(None), JobRow.heartbeat_at <= now)  # a queued job's retry time
+        claimable = or_(and_(JobRow.status == "queued", due),
+                        and_(JobRow.status == "running", JobRow.heartbeat_at < stale))
         if job_id is not None:
             claimable = and_(claimable, JobRow.id == job_id)
         with Session(self.engine) as s:
             ids = list(s.scalars(select(JobRow.id).where(claimable).order_by(JobRow.created_at).limit(5)))
+        if ids and max_attempts is not None:  # a write only when there is something to claim
+            self._abandon(claimable, max_attempts)
         for job_id in ids:
             now = utcnow()
             with Session(self.engine) as s, s.begin():
@@ -118,6 +143,25 @@ class Jobs:
                     row.started_at = now
             return self.get(job_id)
         return None
+
+    def _abandon(self, claimable: Any, max_attempts: int) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(
+                update(JobRow).where(claimable, JobRow.status == "running", JobRow.attempts >= max_attempts)
+                .values(status="failed", finished_at=utcnow(), worker=None,
+                        message=f"gave up: its worker stopped {max_attempts} times while running it; the items "
+                        "before the checkpoint are applied, the rest are not (run the import again to resume)")
+            )
+
+    def requeue(self, job_id: str, worker: str, message: str, retry_at: datetime) -> bool:
+        """Put a running job back in the queue, not to be claimed before `retry_at` (a store failure: its
+        checkpoint stays where the last good batch left it). False = the lease was lost (or the job cancelled)."""
+        with Session(self.engine) as s, s.begin():
+            res = s.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.status == "running")
+                .values(status="queued", worker=None, heartbeat_at=retry_at, message=message)
+            )
+            return res.rowcount == 1  # type: ignore[attr-defined]
 
     def checkpoint(
         self, job_id: str, worker: str, *, done: int, imported: int, failed: int, warned: int,

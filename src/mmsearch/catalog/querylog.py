@@ -1,7 +1,9 @@
 """The query log: who searched what, how long it took and how much came back.
 
 Rows are written by a background thread in small batches, so logging adds no database round trip
-to a search; `flush()` writes what is pending (on shutdown, and in tests)."""
+to a search; `flush()` writes what is pending (on shutdown, and in tests). One caller's entry never costs
+the others theirs: strings are scrubbed (a lone surrogate becomes U+FFFD) and, should a batch still fail,
+its entries are written one by one and only the one the database refuses is dropped (and logged)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import queue
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 from mmsearch.catalog.models import QueryLogRow, aware, utcnow
+from mmsearch.unicode import scrub
 
 log = logging.getLogger("mmsearch.querylog")
 
@@ -33,6 +37,11 @@ class QueryLogEntry:
     corrected_query: str | None = None
     status: int = 200
     ts: datetime = field(default_factory=utcnow)
+
+
+def _row(entry: QueryLogEntry) -> dict[str, Any]:
+    """The entry as a row, every string valid Unicode (the database cannot encode a lone surrogate)."""
+    return {k: scrub(v) if isinstance(v, str) else v for k, v in asdict(entry).items()}
 
 
 class QueryLog:
@@ -76,13 +85,23 @@ class QueryLog:
             if not batch:
                 return
             try:
-                with Session(self.engine) as s, s.begin():
-                    s.execute(insert(QueryLogRow), [asdict(e) for e in batch])
-            except Exception:
-                log.exception("could not write %d query log entries", len(batch))
+                rows = [_row(e) for e in batch]
+                try:
+                    self._insert(rows)
+                except Exception:
+                    log.warning("could not write %d query log entries at once; writing them one by one", len(rows))
+                    for row in rows:
+                        try:
+                            self._insert([row])
+                        except Exception:
+                            log.exception("dropped query log entry %r", row.get("request_id"))
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(insert(QueryLogRow), rows)
 
     def flush(self) -> None:
         """Returns once every entry recorded so far is written (including one the writer thread holds)."""

@@ -1,1 +1,1 @@
-"""CLI command groups beyond datasets and search: applications, keys, jobs, the server and the quickstart."""
+"""The CLI's commands, one module per group; `common` holds what they share and `mmsearch.cli` assembles them."""

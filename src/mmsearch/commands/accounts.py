@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from mmsearch.catalog.accounts import DEFAULT_QPS, Account, NewAccountKey
-from mmsearch.cli import JsonFlag, emit, engine, errors, out
+from mmsearch.commands.common import JsonFlag, emit, engine, errors, out
 from mmsearch.errors import InvalidArgument
 
 account_app = typer.Typer(no_args_is_help=True, help="IQS accounts: plans, key pairs, activation, credits.")

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from mmsearch.cli import JsonFlag, emit, engine, err, errors, out
+from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
 
 app_app = typer.Typer(no_args_is_help=True, help="Create, list, show and delete applications.")
 key_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.cli import JsonFlag, emit, engine, err, errors, out
+from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
 from mmsearch.commands.web import print_web_report
 from mmsearch.errors import InvalidArgument
 from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus, WebImportReport

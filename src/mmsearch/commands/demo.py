@@ -13,11 +13,11 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mmsearch.cli import _display, err, errors, out, print_report
-from mmsearch.commands.serve import Host, Port, cli_settings, run_server
+from mmsearch.commands.common import cli_settings, display, err, errors, out, print_report
+from mmsearch.commands.serve import Host, Port, check_port_free, run_server
 from mmsearch.core import MMSearch
 from mmsearch.ingest import ImportReport
-from mmsearch.samples import SAMPLES_DIR, absolute_image_refs
+from mmsearch.samples import SAMPLES_DIR
 from mmsearch.search import SearchRequest
 
 QUICKSTART_APP = "demo"
@@ -48,8 +48,10 @@ def samples_engine(samples: Path) -> MMSearch:
 
 
 def sample_items(samples: Path) -> list[dict[str, Any]]:
+    """The items as written (`images/P0003.png`): the loader finds them under the samples root, and results
+    show the reference the user imported, never the server's absolute path."""
     lines = (samples / "products.jsonl").read_text(encoding="utf-8").splitlines()
-    return [absolute_image_refs(json.loads(line), base=samples.resolve()) for line in lines if line.strip()]
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def import_samples(mm: MMSearch, dataset_id: str, samples: Path) -> ImportReport:
@@ -143,6 +145,8 @@ def quickstart(
 ) -> None:
     """Demo dataset + application + API key from the shipped samples, then the server, with curl commands."""
     with errors(False):
+        if not no_serve:
+            check_port_free(host, port)  # before the import, which takes a minute
         mm = samples_engine(samples)
         say_model_status(mm)
         dataset = next((d for d in mm.datasets() if d.id == QUICKSTART_DATASET), None)
@@ -189,7 +193,7 @@ def demo(
             out.print(f"\n[bold]$ {cli} --size 5[/]")
             result = mm.search(dataset_id, SearchRequest(text=text, page_size=5, **extra))
             for n, h in enumerate(result.hits, start=1):
-                sort_note = f"  {extra['sort_by']}={_display(h.fields, extra['sort_by'])}" if "sort_by" in extra else ""
+                sort_note = f"  {extra['sort_by']}={display(h.fields, extra['sort_by'])}" if "sort_by" in extra else ""
                 out.print(f"  {n}. {h.id}  {h.score:.3f}  {h.fields.get('title')}{sort_note}")
             out.print(f"  ({result.total_items} matches)")
     out.print(f"\nData lives in {mm.settings.home.resolve()}. Try: mmsearch dataset show {dataset_id}")

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
 
-from mmsearch.cli import errors, out
-from mmsearch.config import Settings, get_settings
+from mmsearch.commands.common import cli_settings, errors, out
 from mmsearch.core import MMSearch
+from mmsearch.errors import InvalidArgument
+from mmsearch.home import exposure
 
 Host = Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")]
 Port = Annotated[int, typer.Option("--port", min=1, max=65535)]
 
 
-def cli_settings() -> Settings:
-    from mmsearch.cli import _state
-
-    return _state.get("settings") or get_settings()
+def check_port_free(host: str, port: int) -> None:
+    """Bind host:port once, as uvicorn will (SO_REUSEADDR), so a busy port fails now with a clear message,
+    not after minutes of import with a bare `Errno 98`."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidArgument(f"--host: cannot listen on {host!r}: {exc}", field="--host") from None
+    family, kind, proto, _canon, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"--port: cannot listen on {host}:{port} ({exc.strerror or exc}); another process may be using it: "
+                "stop it or pick a free port with --port", field="--port",
+            ) from None
 
 
 def run_server(mm: MMSearch, host: str, port: int, log_level: str = "info", jobs: bool = True) -> None:
@@ -38,6 +53,9 @@ def serve(
 ) -> None:
     """Run the HTTP server: the AI Search API, the management API (/admin/v1) and OpenAPI docs (/docs)."""
     with errors(False):
+        check_port_free(host, port)
         mm = MMSearch(cli_settings())
         out.print(f"mmsearch: data in {mm.settings.home.resolve()}; docs at http://{host}:{port}/docs")
+        if (exposed := exposure(mm.settings.home)) is not None:
+            out.print(f"[yellow]warning:[/] {exposed}")
     run_server(mm, host, port, log_level, jobs)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.cli import JsonFlag, emit, engine, err, errors, out
+from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
 from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus, WebImportReport
 from mmsearch.ingest.web.laion import count_rows, read_laion
 

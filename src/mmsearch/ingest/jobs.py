@@ -5,6 +5,13 @@
 - A worker claims a job with a lease and heart-beats while it runs; after each batch it checkpoints how
   many staged items are done. A job whose worker died is claimed again and resumes at the checkpoint.
   Upserts are keyed by the primary key, so re-applying a batch (or re-running an import) is idempotent.
+- An item never fails a job. Validation rejects most bad items; an item that still makes a batch's write fail
+  is found by bisecting the batch, and reported as that item's error (rule `store`) while the rest land. A job
+  whose items were all rejected still `succeeded` ("0 imported, N rejected").
+- A job fails only when it cannot run at all (dataset dropped, staged file gone) or when the store stays
+  unusable: after a write fails and a probe of the store fails too, the job goes back to the queue at its last
+  checkpoint, retried after `MMSEARCH_JOB_RETRY_S` (doubling), and ends `failed` after
+  `MMSEARCH_JOB_MAX_ATTEMPTS` attempts, its message saying so; `processed` is exact either way.
 """
 
 from __future__ import annotations
@@ -18,18 +25,49 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
-from mmsearch.catalog.jobs import Job
+from mmsearch.catalog.jobs import TERMINAL, Job
+from mmsearch.catalog.models import utcnow
 from mmsearch.errors import InvalidArgument, MMSearchError
 from mmsearch.ingest.importer import MAX_REPORTED_ERRORS, ImportReport, import_items
 from mmsearch.ingest.readers import count_items, read_items
+from mmsearch.schema.validate import ItemError
+from mmsearch.unicode import scrub
 
 if TYPE_CHECKING:
-    from mmsearch.core import MMSearch
+    from mmsearch.catalog import Catalog
+    from mmsearch.config import Settings
+    from mmsearch.ingest.images import ImageIndexer
+    from mmsearch.schema.fields import DatasetInfo
+    from mmsearch.store.base import Store
+
+
+class Engine(Protocol):
+    """What jobs use of the engine (`core.MMSearch` is one): ingest sits below core and never names it."""
+
+    @property
+    def settings(self) -> Settings: ...  # `home` holds the staged files
+
+    @property
+    def catalog(self) -> Catalog: ...  # `jobs` is the queue
+
+    @property
+    def store(self) -> Store: ...
+
+    def dataset(self, dataset_id: str) -> DatasetInfo: ...
+
+    def image_indexer(self, info: DatasetInfo) -> ImageIndexer | None: ...
 
 log = logging.getLogger("mmsearch.jobs")
+
+MAX_RETRY_DELAY_S = 300.0  # the doubling backoff between a job's attempts stops growing here
+
+
+class StoreFailure(Exception):
+    """A write failed and the store failed its probe too: not an item's fault; the job is retried later."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -51,7 +89,7 @@ def parse_items_body(body: bytes) -> list[bytes]:
                               field="body")
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         if text[:1] == b"[":  # an array cannot be NDJSON: the whole body is broken
             where = f"line {exc.lineno} column {exc.colno}: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else exc
             raise InvalidArgument(f"body: invalid JSON at {where}", field="body") from None
@@ -61,8 +99,17 @@ def parse_items_body(body: bytes) -> list[bytes]:
             data = data["items"] if isinstance(data.get("items"), list) else [data]
         if not isinstance(data, list):
             raise InvalidArgument("body: expected a JSON array of items or NDJSON", field="body")
-        return [json.dumps(item, ensure_ascii=False).encode() for item in data]
+        return [_item_line(item) for item in data]
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _item_line(item: object) -> bytes:
+    """One staged NDJSON line. A string with a lone surrogate ("\\ud800") cannot be written as UTF-8: such an
+    item is staged \\u-escaped, so the job rejects it alone (rule `unicode`) rather than the request failing."""
+    try:
+        return json.dumps(item, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return json.dumps(item).encode()
 
 
 def stage(jobs_dir: Path, job_id: str, lines: list[bytes]) -> Path:
@@ -79,7 +126,7 @@ def stage(jobs_dir: Path, job_id: str, lines: list[bytes]) -> Path:
     return final
 
 
-def submit_body(mm: MMSearch, dataset_id: str, body: bytes) -> Job:
+def submit_body(mm: Engine, dataset_id: str, body: bytes) -> Job:
     """Stage posted items and queue a job for them; returns the queued job."""
     mm.dataset(dataset_id)  # 404 before anything is written
     lines = parse_items_body(body)
@@ -92,13 +139,14 @@ def submit_body(mm: MMSearch, dataset_id: str, body: bytes) -> Job:
         raise
 
 
-def submit_file(mm: MMSearch, dataset_id: str, path: Path) -> Job:
+def submit_file(mm: Engine, dataset_id: str, path: Path, worker: str | None = None) -> Job:
+    """A job for a file; with `worker`, created already claimed by it (see `Jobs.create`)."""
     mm.dataset(dataset_id)
     path = Path(path).resolve()
     total = count_items(path)
     if total is None:
         total = sum(1 for _ in read_items(path, mm.dataset(dataset_id).schema))
-    return mm.catalog.jobs.create(dataset_id, str(path), total, kind="file")
+    return mm.catalog.jobs.create(dataset_id, str(path), total, kind="file", worker=worker)
 
 
 def merge_reports(total: ImportReport, part: ImportReport) -> None:
@@ -113,29 +161,64 @@ def merge_reports(total: ImportReport, part: ImportReport) -> None:
 
 
 def run_file_import(
-    mm: MMSearch, dataset_id: str, path: Path, batch_size: int = 1_000, on_progress: Callable[[Job], None] | None = None
+    mm: Engine, dataset_id: str, path: Path, batch_size: int = 1_000, on_progress: Callable[[Job], None] | None = None
 ) -> tuple[Job, ImportReport]:
     """A file import in the foreground, as a job: it is listed with the others and, if this process dies, any
     server on the same home resumes it from its last checkpoint (or a re-run imports again, idempotently)."""
     info = mm.dataset(dataset_id)
     mm.image_indexer(info)  # a model/dataset mismatch fails here, before a job exists
-    job = submit_file(mm, dataset_id, path)
     runner = JobRunner(mm, batch_size=batch_size)
-    claimed = mm.catalog.jobs.claim(runner.worker, job_id=job.id)
-    if claimed is None:  # cannot happen unless another worker raced us to a job created a moment ago
-        raise MMSearchError(f"job {job.id} was claimed by another worker", field="job_id")
+    # created claimed by this process: a server's worker on the same home cannot take it unless we stop beating
+    job = submit_file(mm, dataset_id, path, worker=runner.worker)
     report = ImportReport()
-    return runner.run(claimed, on_progress, report), report
+    while True:
+        job = runner.run(job, on_progress, report)
+        if job.status in TERMINAL or job.retry_at is None:
+            break
+        # the store failed and the job waits for its retry: the CLI retries it itself, like a server would
+        if on_progress is not None:
+            on_progress(job)
+        time.sleep(max(0.0, (job.retry_at - utcnow()).total_seconds()))
+        claimed = mm.catalog.jobs.claim(runner.worker, job_id=job.id)
+        if claimed is None:  # a server on this home took the retry (or it was cancelled): follow it
+            break
+        job = claimed
+    if job.status not in TERMINAL:
+        job = follow(mm, job.id, on_progress)
+    return job, _complete(report, job)
+
+
+def follow(mm: Engine, job_id: str, on_progress: Callable[[Job], None] | None = None, poll_s: float = 0.5) -> Job:
+    """Wait for a job another worker runs to end."""
+    while True:
+        job = mm.catalog.jobs.get(job_id)
+        if job.status in TERMINAL:
+            return job
+        if on_progress is not None:
+            on_progress(job)
+        time.sleep(poll_s)
+
+
+def _complete(report: ImportReport, job: Job) -> ImportReport:
+    """The job's counts are the truth: when another worker applied part of it, the report says so too."""
+    if job.done > report.total:
+        report.total, report.rejected = job.done, job.failed
+        report.inserted = max(job.imported - report.replaced, 0)
+        report.errors = [ItemError(e.get("index", -1), e.get("id"), e.get("field"), e.get("rule", ""),
+                                   e.get("message", "")) for e in job.errors]
+    return report
 
 
 class JobRunner:
     """Runs queued jobs on a background thread (the server), or one job in the foreground (the CLI)."""
 
     def __init__(
-        self, mm: MMSearch, batch_size: int = 500, poll_s: float = 1.0, stale_after_s: float = 60.0,
-        heartbeat_s: float = 5.0,
+        self, mm: Engine, batch_size: int = 500, poll_s: float = 1.0, stale_after_s: float = 60.0,
+        heartbeat_s: float = 5.0, max_attempts: int | None = None, retry_s: float | None = None,
     ) -> None:
         self.mm = mm
+        self.max_attempts = max_attempts if max_attempts is not None else mm.settings.job_max_attempts
+        self.retry_s = retry_s if retry_s is not None else mm.settings.job_retry_s
         self.batch_size = batch_size
         self.poll_s = poll_s
         self.stale_after_s = stale_after_s
@@ -164,7 +247,7 @@ class JobRunner:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                job = self.mm.catalog.jobs.claim(self.worker, self.stale_after_s)
+                job = self.mm.catalog.jobs.claim(self.worker, self.stale_after_s, max_attempts=self.max_attempts)
                 if job is not None:
                     self.run(job)
                     continue
@@ -185,11 +268,14 @@ class JobRunner:
         beat.start()
         try:
             status, message = self._apply(job, on_progress, report if report is not None else ImportReport())
-        except MMSearchError as exc:
+        except StoreFailure as exc:
+            log.warning("job %s: attempt %d: %s", job.id, job.attempts, exc)
+            status, message = self._retry_or_fail(job, str(exc))
+        except MMSearchError as exc:  # the job cannot run at all: its dataset was dropped, a file is unreadable
             status, message = "failed", exc.message
-        except Exception as exc:  # a bug or an engine failure: the job says so rather than hanging
-            log.exception("job %s failed", job.id)
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # the catalog, the source file or a bug: retried like a store failure
+            log.exception("job %s: attempt %d failed", job.id, job.attempts)
+            status, message = self._retry_or_fail(job, f"{type(exc).__name__}: {exc}")
         finally:
             beating.set()
             beat.join()
@@ -199,6 +285,22 @@ class JobRunner:
         if done.status == "succeeded" and done.kind == "upsert":
             Path(done.source).unlink(missing_ok=True)  # staged copy no longer needed
         return done
+
+    def _retry_or_fail(self, job: Job, reason: str) -> tuple[str, str]:
+        """Back to the queue at the checkpoint, to be retried after a doubling delay; `failed` once the attempts
+        are spent. The message says which attempt failed and why."""
+        reason = reason[:1_000]
+        if job.attempts >= self.max_attempts:
+            return "failed", (f"gave up after {job.attempts} attempts; the items up to the checkpoint are applied, "
+                              f"run the import again for the rest: {reason}")
+        delay = min(self.retry_s * 2 ** max(job.attempts - 1, 0), MAX_RETRY_DELAY_S)
+        retry_at = utcnow() + timedelta(seconds=delay)
+        self.mm.catalog.jobs.requeue(
+            job.id, self.worker, retry_at=retry_at,
+            message=f"attempt {job.attempts} of {self.max_attempts} failed, retrying at {retry_at.isoformat()}: "
+            f"{reason}",
+        )
+        return "", ""
 
     def _beat(self, job_id: str, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_s):
@@ -221,8 +323,7 @@ class JobRunner:
             if not chunk:
                 break
             started = time.perf_counter()
-            report = import_items(info, chunk, self.mm.store, batch_size=self.batch_size, maintain=False,
-                                  images=images)
+            report = self._import_chunk(info, chunk, images)
             run_seconds += time.perf_counter() - started
             merge_reports(total, report)
             done += report.total
@@ -241,8 +342,50 @@ class JobRunner:
         if images is not None and images.active:
             total.images = images.stats.as_dict()
         if imported:
-            total.maintenance = self.mm.store.maintain(info)
+            try:
+                total.maintenance = self.mm.store.maintain(info)
+            except Exception as exc:  # the items are in; the retry (at the checkpoint: the end) maintains again
+                raise StoreFailure(f"maintenance after the last batch: {type(exc).__name__}: {exc}") from exc
         total.seconds = time.perf_counter() - started_all
-        if failed and not imported:
-            return "failed", f"none of the {failed} items could be imported; see errors"
         return "succeeded", f"{imported} imported, {failed} rejected" + (f", {warned} warnings" if warned else "")
+
+    def _import_chunk(self, info: DatasetInfo, chunk: list[Any], images: ImageIndexer | None) -> ImportReport:
+        """One batch, written in one upsert. When the write fails: a store that fails its probe fails the attempt
+        (StoreFailure); otherwise an item is to blame, so the batch is halved until the item that cannot be
+        written is alone, tried once more, and reported as that item's error while every other item lands."""
+        try:
+            return import_items(info, chunk, self.mm.store, batch_size=max(len(chunk), 1), maintain=False,
+                                images=images)
+        except Exception as exc:
+            self._probe(info, exc)
+            if len(chunk) > 1:
+                mid = len(chunk) // 2
+                report = self._import_chunk(info, chunk[:mid], images)
+                merge_reports(report, self._import_chunk(info, chunk[mid:], images))
+                return report
+        try:
+            return import_items(info, chunk, self.mm.store, batch_size=1, maintain=False, images=images)
+        except Exception as exc:
+            self._probe(info, exc)
+            index, raw = chunk[0]
+            log.warning("job item %s could not be written: %s: %s", index, type(exc).__name__, exc)
+            report = ImportReport(total=1, rejected=1)
+            report.errors.append(ItemError(
+                index, _item_id(info, raw), None, "store",
+                f"the store could not write this item: {type(exc).__name__}: {str(exc)[:300]}",
+            ))
+            return report
+
+    def _probe(self, info: DatasetInfo, exc: BaseException) -> None:
+        try:
+            self.mm.store.probe(info)
+        except Exception as bad:
+            raise StoreFailure(
+                f"{type(exc).__name__}: {str(exc)[:500]} (store probe: {type(bad).__name__}: {str(bad)[:300]})"
+            ) from exc
+
+
+def _item_id(info: DatasetInfo, raw: Any) -> str | None:
+    """The item's primary key as the report shows it, when it has one."""
+    value = raw.get(info.schema.primary_key.name) if isinstance(raw, dict) else None
+    return scrub(str(value)) if isinstance(value, str | int) and not isinstance(value, bool) else None

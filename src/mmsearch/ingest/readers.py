@@ -1,7 +1,8 @@
 """Read items from .jsonl/.ndjson, .json (an array), .csv and .parquet files, one at a time.
 
 Each reader yields (index, item); an unreadable record yields (index, ItemError) instead, so one
-bad line never stops an import.
+bad line never stops an import. Bytes that are not UTF-8 are decoded with `surrogateescape`: they become lone
+surrogates in that item's strings, which validation rejects as that item's `unicode` error.
 """
 
 from __future__ import annotations
@@ -62,23 +63,30 @@ def read_items(path: Path, schema: DatasetSchema) -> Iterator[Record]:
 
 def _jsonl(path: Path) -> Iterator[Record]:
     index = 0
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
                 continue
+            line = raw.decode("utf-8", errors="surrogateescape")
             try:
                 yield index, json.loads(line)
             except json.JSONDecodeError as exc:
                 yield index, ItemError(index, None, None, "json", f"line {lineno}: invalid JSON: {exc.msg}")
+            except RecursionError:
+                yield index, ItemError(index, None, None, "json", f"line {lineno}: JSON nested too deeply")
             index += 1
 
 
 def _json(path: Path) -> Iterator[Record]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig", errors="surrogateescape"))
     except json.JSONDecodeError as exc:
         where = f"file: {path.name}: invalid JSON at line {exc.lineno}"
         raise InvalidArgument(f"{where}: {exc.msg}", field="file") from None
+    except RecursionError:
+        raise InvalidArgument(f"file: {path.name}: JSON nested too deeply", field="file") from None
     if isinstance(data, dict) and isinstance(data.get("items"), list):
         data = data["items"]
     if not isinstance(data, list):
@@ -112,7 +120,7 @@ def coerce_cell(value: str, type_: str) -> Any:
 
 def _csv(path: Path, schema: DatasetSchema) -> Iterator[Record]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(encoding="utf-8-sig", newline="") as fh:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         for index, row in enumerate(csv.DictReader(fh)):
             item: dict[str, Any] = {}
             for name, cell in row.items():

@@ -2,6 +2,10 @@
 
 Paths are resolved (symlinks followed, `..` collapsed) before the check, so a link inside an allowed
 root that points outside it is refused, as is any path when no root is configured.
+
+A relative path (`images/P0003.png`) is looked up against the working directory and then against each root,
+so items can keep the reference as their author wrote it: the document stores and returns that reference,
+and only the loader ever sees the server's absolute path.
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ def resolve_allowed(path: str | os.PathLike[str], allowed_roots: Iterable[str | 
     roots = [Path(r).expanduser().resolve() for r in allowed_roots]
     if not roots:
         raise UnsafeURL(f"{field}: local files are not allowed (no allowed roots configured)", field=field)
-    real = Path(path).expanduser().resolve()
-    if not any(real == root or real.is_relative_to(root) for root in roots):
+    given = Path(path).expanduser()
+    candidates = [given.resolve()]
+    if not given.is_absolute():  # relative: the working directory first (as before), then each root
+        candidates += [(root / given).resolve() for root in roots]
+    inside = [c for c in candidates if any(c == root or c.is_relative_to(root) for root in roots)]
+    if not inside:
         raise UnsafeURL(f"{field}: local path {str(path)[:200]} is outside the allowed roots", field=field)
-    return real
+    return next((c for c in inside if c.exists()), inside[0])
 
 
 def load_local(

@@ -74,7 +74,11 @@ def check_address(
     plain = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
     if any(plain in net or ip in net for net in allowed_networks):
         return
-    raise UnsafeURL(f"{field}: address {ip} is {problem} and not allowed by the fetch configuration", field=field)
+    raise UnsafeURL(
+        f"{field}: address {ip} is {problem} and not allowed by the fetch configuration (SSRF guard); to fetch "
+        "from networks you trust, set MMSEARCH_ALLOW_PRIVATE_NETWORKS=true",
+        field=field,
+    )
 
 
 def resolve_host(host: str, port: int) -> list[IPAddress]:

@@ -10,7 +10,7 @@ from mmsearch.errors import InvalidArgument
 from mmsearch.media.datauri import is_data_uri, parse_data_uri
 from mmsearch.media.errors import UnsafeURL
 from mmsearch.media.fetch import Fetcher
-from mmsearch.media.images import MAX_BYTES, DecodedImage, decode_image
+from mmsearch.media.images import MAX_BYTES, MAX_PIXELS, DecodedImage, decode_image
 from mmsearch.media.local import load_local
 
 
@@ -20,19 +20,22 @@ def load_image_ref(
     allowed_roots: Iterable[str | os.PathLike[str]] = (),
     field: str = "image",
     max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    wait: float | None = None,
 ) -> DecodedImage:
-    """Decode a data URI, an http(s) URL (via `fetcher`) or a local path / file:// URL (under `allowed_roots`)."""
+    """Decode a data URI, an http(s) URL (via `fetcher`) or a local path / file:// URL (under `allowed_roots`).
+    A relative path is looked up under the roots (see `load_local`). `max_pixels` and `wait` go to `decode_image`."""
     if not isinstance(ref, str) or not ref.strip():
         raise InvalidArgument(f"{field} must be a non-empty string (data URI, http(s) URL or local path)", field=field)
     if is_data_uri(ref):
         mime, data = parse_data_uri(ref, field)
-        return decode_image(data, mime, field=field, max_bytes=max_bytes)
+        return decode_image(data, mime, field=field, max_bytes=max_bytes, max_pixels=max_pixels, wait=wait)
     scheme = urlsplit(ref).scheme.lower() if "://" in ref else ""
     if scheme in ("http", "https"):
         if fetcher is None:
             raise UnsafeURL(f"{field}: remote URLs are not enabled here (no fetcher configured)", field=field)
         result = fetcher.fetch(ref, field=field)
-        return decode_image(result.data, None, field=field, max_bytes=max_bytes)
+        return decode_image(result.data, None, field=field, max_bytes=max_bytes, max_pixels=max_pixels, wait=wait)
     if scheme == "file":
         path = unquote(urlsplit(ref).path)
     elif scheme:
@@ -42,4 +45,4 @@ def load_image_ref(
     else:
         path = ref
     data = load_local(path, allowed_roots, field=field, max_bytes=max_bytes)
-    return decode_image(data, None, field=field, max_bytes=max_bytes)
+    return decode_image(data, None, field=field, max_bytes=max_bytes, max_pixels=max_pixels, wait=wait)

@@ -1,9 +1,10 @@
 """The demo catalogue shipped with mmsearch: 240 products (`products.jsonl`), their schema and one picture each.
 
 Items reference their picture relative to this folder (`{"image_url": "images/P0000.png"}`), because the install
-location is not known when the file is written. Local image paths are resolved against the working directory and
-must lie under `MMSEARCH_IMAGE_ROOTS`, so an importer either uses `load_products()` (absolute paths) with
-`SAMPLES_DIR` among the image roots, or rewrites the references itself.
+location is not known when the file is written. A relative local path is looked up under the working directory and
+then under each of `MMSEARCH_IMAGE_ROOTS`, so with `SAMPLES_DIR` among the roots the items import as they are (and
+search results show `images/P0000.png`, as `mmsearch quickstart` does); `load_products()` gives absolute paths for
+callers that prefer them.
 """
 
 from __future__ import annotations

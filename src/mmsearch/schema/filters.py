@@ -11,9 +11,24 @@ from typing import Any
 
 from mmsearch.errors import InvalidArgument
 from mmsearch.schema.fields import INT_RANGES, NUMERIC_TYPES, DatasetSchema, FieldSpec
+from mmsearch.unicode import require_valid_unicode
 
 MAX_DEPTH = 32
-MAX_CONDS = 1_024
+MAX_CONDS = 1_024  # values in one must/must_not
+
+
+@dataclass(frozen=True)
+class FilterLimits:
+    """Bounds on a whole filter tree. Depth and per-`conds` bounds alone let a flat `or` of 40,000 conditions
+    through, and an engine compiles that into an expression deep enough to crash it; the caller passes the
+    configured limits (Settings: MMSEARCH_MAX_FILTER_*)."""
+
+    max_conditions: int = 1_024  # filter objects in the tree: must, must_not, range, and, or
+    max_values: int = 10_000  # values across all must / must_not conds
+    max_chars: int = 1_000_000  # characters across all string values
+
+
+DEFAULT_LIMITS = FilterLimits()
 _KEYS = {"op", "field", "conds", "gte", "gt", "lte", "lt"}
 _BOUNDS = ("gte", "gt", "lte", "lt")
 
@@ -55,11 +70,42 @@ class Or:
 Filter = Match | Range | And | Or
 
 
-def parse_filter(raw: Any, schema: DatasetSchema, where: str = "filter") -> Filter | None:
-    """None or {} means no filter; anything else must be a valid filter object."""
+def parse_filter(
+    raw: Any, schema: DatasetSchema, where: str = "filter", limits: FilterLimits = DEFAULT_LIMITS
+) -> Filter | None:
+    """None or {} means no filter; anything else must be a valid filter object within `limits`."""
     if raw is None or raw == {}:
         return None
+    _check_size(raw, where, limits)
+    require_valid_unicode(raw, where)  # before any message quotes a key or a value
     return _parse(raw, schema, where, 0)
+
+
+def _check_size(raw: Any, where: str, limits: FilterLimits) -> None:
+    """Count the whole tree before parsing it, so an oversized filter costs one cheap pass and its error
+    gives the total. Deeper than MAX_DEPTH is left to the parser's own error."""
+    conditions = values = chars = 0
+    stack: list[tuple[Any, int]] = [(raw, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict) or depth > MAX_DEPTH:
+            continue
+        conditions += 1
+        conds = node.get("conds")
+        if not isinstance(conds, list):
+            continue
+        if node.get("op") in ("and", "or"):
+            stack.extend((c, depth + 1) for c in conds)
+        else:
+            values += len(conds)
+            chars += sum(len(v) for v in conds if isinstance(v, str))
+    if conditions > limits.max_conditions:
+        raise _fail(where, f"at most {limits.max_conditions} conditions in a filter (each must, must_not, range, "
+                           f"and, or counts), got {conditions}")
+    if values > limits.max_values:
+        raise _fail(where, f"at most {limits.max_values} values across all must/must_not conds, got {values}")
+    if chars > limits.max_chars:
+        raise _fail(where, f"at most {limits.max_chars} characters across all string values, got {chars}")
 
 
 def _fail(where: str, rule: str) -> InvalidArgument:
@@ -121,13 +167,14 @@ def _match(raw: dict, spec: FieldSpec, where: str, negate: bool) -> Match:
 def _value(v: Any, spec: FieldSpec, where: str) -> Any:
     t = spec.element_type
     if t in INT_RANGES:
+        sent = v
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         if isinstance(v, bool) or not isinstance(v, int):
             raise _fail(where, f"{v!r} is not an integer; field {spec.name!r} is {spec.type}")
         lo, hi = INT_RANGES[t]
         if not lo <= v <= hi:
-            raise _fail(where, f"{v} is outside the {t} range of field {spec.name!r}")
+            raise _fail(where, f"{sent!r} is outside the {t} range [{lo}, {hi}] of field {spec.name!r}")
         return v
     if t == "bool":
         if not isinstance(v, bool):
@@ -152,6 +199,13 @@ def _range(raw: dict, spec: FieldSpec, where: str) -> Range:
         v = raw[key]
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise _fail(f"{where}.{key}", f"{v!r} is not a finite number")
+        if spec.type in INT_RANGES:
+            # an engine compares integer columns with integer literals of the column's width: a bound outside
+            # it is refused rather than clamped, as the same value is refused in must/must_not and in items
+            lo, hi = INT_RANGES[spec.type]
+            if not lo <= v <= hi:
+                raise _fail(f"{where}.{key}", f"{v!r} is outside the {spec.type} range [{lo}, {hi}] "
+                                              f"of field {spec.name!r}")
         bounds[key] = v
     if not bounds:
         raise _fail(where, "range needs at least one of gte, gt, lte, lt")

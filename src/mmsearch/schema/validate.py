@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from mmsearch.schema.fields import INT_RANGES, DatasetSchema, FieldSpec
+from mmsearch.unicode import find_invalid_unicode, is_valid_unicode, scrub
 
 VECTOR_FIELD = "_vector"  # reserved: a precomputed image embedding supplied with the item
 
@@ -162,6 +163,23 @@ def _check_vector(v: Any, dim: int) -> tuple[str, str] | None:
     return None
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
+def _unicode_problem(name: str, value: Any) -> str | None:
+    """Where in one top-level value a string (or object key) is not valid Unicode: a lone surrogate from
+    JSON's "\\ud800", or a byte that was not UTF-8 in a file. The engine cannot store such a string, and it
+    would fail the whole batch rather than this item. Flat lists of numbers (vectors, int arrays) are skipped
+    at C speed."""
+    if isinstance(value, str):
+        return None if is_valid_unicode(value) else name
+    if isinstance(value, _PLAIN):
+        return None
+    if isinstance(value, list) and all(type(x) in _PLAIN for x in value):
+        return None
+    return find_invalid_unicode(value, name)
+
+
 def validate_item(
     schema: DatasetSchema, raw: Any, index: int, vector_dim: int
 ) -> tuple[ValidItem | None, list[ItemError]]:
@@ -171,9 +189,18 @@ def validate_item(
     pk = schema.primary_key
     pk_value = raw.get(pk.name)
     item_id = str(pk_value) if isinstance(pk_value, str | int) and not isinstance(pk_value, bool) else None
+    if item_id is not None:
+        item_id = scrub(item_id)  # the report is stored and sent as JSON; a bad id is shown with U+FFFD
     errors: list[ItemError] = []
     doc: dict[str, Any] = {}
     for name, value in raw.items():
+        # `_vector` is skipped: anything but numbers in it is refused as its own type error
+        bad = ("<key>" if isinstance(name, str) and not is_valid_unicode(name)
+               else None if name == VECTOR_FIELD else _unicode_problem(name, value))
+        if bad is not None:
+            errors.append(ItemError(index, item_id, bad, "unicode", f"{bad}: not valid Unicode (a lone surrogate "
+                                    "such as \\ud800, or bytes that are not UTF-8); send UTF-8 text"))
+            continue
         if name == VECTOR_FIELD:
             continue
         spec = schema.field(name)

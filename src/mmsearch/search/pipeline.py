@@ -17,9 +17,10 @@ from mmsearch.search.fuse import fuse
 from mmsearch.search.geo import apply_location, geo_field, parse_location
 from mmsearch.search.order import check_sort, page, project, sort_hits
 from mmsearch.search.rerank import RerankQuery, rerank
-from mmsearch.search.types import SearchOptions, SearchRequest, SearchResult
+from mmsearch.search.types import RequestLimits, SearchOptions, SearchRequest, SearchResult
 from mmsearch.store.base import Candidate, RerankFeatures, Store
 from mmsearch.text import tokenize_query
+from mmsearch.unicode import require_valid_unicode
 
 
 @dataclass
@@ -30,8 +31,38 @@ class Plan:
     unavailable: list[str]
 
 
-def plan(req: SearchRequest, info: DatasetInfo, encoder: Encoder | None) -> Plan:
+def check_request(req: SearchRequest, limits: RequestLimits) -> None:
+    """The request's size and text, before anything costs work: spelling, tokenizing and encoding take time
+    in proportion to the text, and a string that is not valid Unicode fails in the engine or the query log."""
+    if req.text is not None:
+        if not isinstance(req.text, str):
+            raise InvalidArgument("query.text: must be a string", field="query.text")
+        if len(req.text) > limits.max_query_chars:
+            raise InvalidArgument(f"query.text: at most {limits.max_query_chars} characters, got {len(req.text)}",
+                                  field="query.text")
+        require_valid_unicode(req.text, "query.text")
+    if req.sort_by is not None:
+        if not isinstance(req.sort_by, str):
+            raise InvalidArgument("sort_by: must be a string", field="sort_by")
+        if len(req.sort_by) > limits.max_sort_by_chars:
+            raise InvalidArgument(f"sort_by: at most {limits.max_sort_by_chars} characters, got {len(req.sort_by)}",
+                                  field="sort_by")
+        require_valid_unicode(req.sort_by, "sort_by")
+    if req.output_fields is not None:
+        if not isinstance(req.output_fields, list | tuple) or not all(isinstance(f, str) for f in req.output_fields):
+            raise InvalidArgument("output_fields: must be a list of field names", field="output_fields")
+        if len(req.output_fields) > limits.max_output_fields:
+            raise InvalidArgument(f"output_fields: at most {limits.max_output_fields} names, "
+                                  f"got {len(req.output_fields)}", field="output_fields")
+        require_valid_unicode(list(req.output_fields), "output_fields")
+
+
+def plan(
+    req: SearchRequest, info: DatasetInfo, encoder: Encoder | None, limits: RequestLimits | None = None
+) -> Plan:
     """Check the request against the dataset and decide what each channel will look for."""
+    limits = limits or RequestLimits()
+    check_request(req, limits)
     text = (req.text or "").strip()
     if not text and req.vector is None and req.image is None:
         raise InvalidArgument("query: text or image is required", field="query")
@@ -40,7 +71,7 @@ def plan(req: SearchRequest, info: DatasetInfo, encoder: Encoder | None) -> Plan
     if isinstance(req.page_size, bool) or not isinstance(req.page_size, int) or req.page_size < 1:
         raise InvalidArgument("page_size: must be an integer >= 1", field="page_size")
     check_sort(info.schema, req.sort_by, req.sort_order)
-    where = parse_filter(req.filter, info.schema)
+    where = parse_filter(req.filter, info.schema, limits=limits.filter)
 
     tokens = tokenize_query(text) if text and "text" in req.channels else []
     vector: np.ndarray | None = None
@@ -104,7 +135,7 @@ def search(
 ) -> SearchResult:
     started = time.perf_counter()
     options = options or SearchOptions()
-    p = plan(req, info, encoder)
+    p = plan(req, info, encoder, options.limits)
     fields: tuple[str, ...] = (req.sort_by.split(".")[0],) if req.sort_by else ()
     # the location stage runs only with a configured field and a valid location (the spec: ignore bad input)
     location = parse_location(req.location) if req.location is not None else None

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from mmsearch.errors import InvalidArgument
+from mmsearch.schema.filters import FilterLimits
 
 Channel = Literal["text", "vlm"]
 CHANNELS: tuple[Channel, ...] = ("text", "vlm")
@@ -63,6 +64,18 @@ class GeoOptions:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on one request's size, checked before any work is done (Settings: MMSEARCH_MAX_QUERY_CHARS,
+    MMSEARCH_MAX_FILTER_*). Unbounded, a 1 MB query text costs seconds of CPU and a 40,000-condition filter
+    crashes the engine."""
+
+    max_query_chars: int = 1_000
+    max_output_fields: int = 256
+    max_sort_by_chars: int = 256  # a sortable key is at most two 64-character names
+    filter: FilterLimits = field(default_factory=FilterLimits)
+
+
+@dataclass(frozen=True)
 class SearchOptions:
     """Per-application knobs; defaults come from Settings."""
 
@@ -74,6 +87,7 @@ class SearchOptions:
     rerank_depth: int = 50
     rerank_weights: dict[str, float] = field(default_factory=lambda: dict(RERANK_WEIGHTS))
     geo: GeoOptions | None = None  # location boost; applies when the request carries a location
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 @dataclass

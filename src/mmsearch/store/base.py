@@ -61,6 +61,10 @@ class Store(Protocol):
 
     def upsert(self, info: DatasetInfo, records: list[Record]) -> UpsertResult: ...
 
+    def probe(self, info: DatasetInfo) -> None:
+        """Raise when the dataset's table cannot take writes now (after a failed write: store or item?)."""
+        ...
+
     def delete(self, info: DatasetInfo, ids: list[str]) -> int: ...
 
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -378,6 +380,20 @@ class LanceStore:
             done["optimize"] = "skipped: a concurrent writer was optimising the table"
         return done
 
+    def probe(self, info: DatasetInfo) -> None:
+        """Raise when the dataset's table cannot take writes: it cannot be read at its latest version, or a folder
+        a commit writes to cannot be written and synced (gone, read-only, out of space). After a failed write it
+        tells a broken store (retry later) from a broken item (reject it); it changes no data."""
+        table = self._table(info)
+        table.checkout_latest()
+        table.count_rows()
+        path = self.root / f"{info.id}.lance"
+        if not path.is_dir():
+            raise FileNotFoundError(f"the table folder {path} is missing")
+        for folder in (self.root, path, path / "data", path / "_versions", path / "_transactions"):
+            if folder.is_dir() or folder in (self.root, path):
+                _write_probe(folder)
+
     def stats(self, info: DatasetInfo) -> dict[str, Any]:
         table = self._table(info)
         return {
@@ -386,6 +402,18 @@ class LanceStore:
             "version": table.version,
             "indexes": self._indexes(table),
         }
+
+
+def _write_probe(folder: Path) -> None:
+    """Write, sync and remove a small hidden file in `folder` (Lance ignores files it did not write)."""
+    fd, name = tempfile.mkstemp(prefix=".mmsearch-probe-", dir=folder)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        with suppress(FileNotFoundError):  # a concurrent cleanup took it
+            os.unlink(name)
 
 
 def _sub_vectors(dim: int) -> int:

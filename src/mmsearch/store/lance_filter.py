@@ -17,7 +17,9 @@ def literal(v: Any) -> str:
     if isinstance(v, bool):
         return "TRUE" if v else "FALSE"
     if isinstance(v, int):
-        return str(v)
+        # the SQL parser reads -9223372036854775808 as -(9223372036854775808), which overflows int64 into a float
+        # that an Int64 column refuses; the folded expression is the same value
+        return "(-9223372036854775807 - 1)" if v == -(2**63) else str(v)
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, str):

@@ -12,13 +12,19 @@ one band exactly (multi-index hashing); candidates sharing a band get an exact H
 Which copy represents the item (the "best-titled, newest copy"), compared in this order:
 1. title tier: informative (3) > short, under 6 letters/CJK characters (2) > generic or filename-like
    ("image", "图片", "IMG_1234", "a1b2c3.jpg", a URL, digits/hex only) (1) > empty (0);
-2. newer publishedTime (a copy without one is oldest);
+2. newer publishedTime (a copy without one is oldest; a time the page did not give, see below, does not count);
 3. longer title, counted up to 120 characters (longer is not more informative past that);
 4. otherwise the copy already indexed stays (re-imports change nothing).
 A copy's title is its `title`, or its `alt` text when it has no title.
 The winner gives every page field (title, hostPageUrl, site, publishedTime, imageUrl, width, height), so
 a title is never shown with another page's link or date. The item id is derived from the bytes of the
 first copy seen (sha256 prefix) and never changes, so results and upserts stay stable.
+
+`publishedTime` is never empty: the page's own time (publication metas, JSON-LD, `<time>`, the HTTP
+Last-Modified header; a LAION time column), else when the source saw the page (`WebImage.seen_time`: the WARC
+record's WARC-Date, the crawler's fetch time), else the import time. Times mmsearch supplies itself are written
+in +08:00, like the spec's examples, and only a page's own time is stored in `published_ts` (what ranks
+copies and what a date filter means), so re-importing an undated page changes nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -226,6 +232,15 @@ def format_time(ts: datetime) -> str:
     return ts.isoformat(timespec="seconds")
 
 
+SUPPLIED_TZ = timezone(timedelta(hours=8))  # times mmsearch supplies (seen, imported) are shown in +08:00
+
+
+def supplied_time(ts: datetime | None = None) -> str:
+    """A time mmsearch supplies for an undated page (`ts`, else now), at seconds, in +08:00."""
+    ts = ts if ts is not None else datetime.now(UTC)
+    return format_time(ts.astimezone(SUPPLIED_TZ).replace(microsecond=0))
+
+
 _GENERIC_TITLES = frozenset({
     "image", "images", "img", "photo", "photos", "picture", "pic", "pics", "untitled", "no title", "default",
     "thumbnail", "thumb", "banner", "logo", "icon", "placeholder", "null", "none", "undefined", "n/a", "-",
@@ -285,8 +300,9 @@ class _Copy:
     image: DecodedImage
     phash: int
     title: str
-    published: datetime | None
+    published: datetime | None  # the page's own time: ranks copies
     fetched: bool = False  # downloaded here (False: the builder supplied the bytes)
+    seen: datetime | None = None  # when the source saw an undated page: shown, not ranked
 
     @property
     def published_ts(self) -> int | None:
@@ -443,12 +459,9 @@ class WebCorpus:
             return "failed", exc.message, got
         except Exception as exc:  # a broken picture must not stop the import; the report names it
             return "failed", f"{type(exc).__name__}: {exc}", got
-        try:
-            published = parse_time(web.published_time)
-        except (ValueError, OverflowError, OSError):
-            published = None
+        published, seen = _time_or_none(web.published_time), _time_or_none(web.seen_time)
         return _Copy(web=web, image=decoded, phash=phash, title=clean_title(web.title or web.alt), published=published,
-                     fetched=bool(got))
+                     fetched=bool(got), seen=seen)
 
     # -- dedup, index, write ---------------------------------------------------------------------------
     def _merge(self, info: DatasetInfo, copies: list[_Copy], report: WebImportReport) -> None:
@@ -555,7 +568,16 @@ class WebCorpus:
         if c.published is not None:
             doc["publishedTime"] = format_time(c.published)
             doc["published_ts"] = c.published_ts
+        else:  # never empty: when the source saw the page, else now (the import time)
+            doc["publishedTime"] = supplied_time(c.seen)
         return doc
+
+
+def _time_or_none(value: str | None) -> datetime | None:
+    try:
+        return parse_time(value)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _host_page(web: WebImage) -> str:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -593,10 +594,14 @@ class Crawler:
             return out
         r = out.result
         if r.status < 300 and r.content_type in HTML_TYPES:
+            fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
             try:
                 out.extract = self.extract(r.body, r.final_url, r.headers)
             except Exception as exc:  # one bad page must not stop the crawl
                 out.error = f"could not parse the page: {type(exc).__name__}: {exc}"
+            else:  # a page with no date (no metas, no Last-Modified) is dated by when it was fetched
+                out.extract.images = [i if i.published_time else dataclasses.replace(i, seen_time=fetched_at)
+                                      for i in out.extract.images]
         return out
 
     # -- results (main thread) ------------------------------------------------------------------------

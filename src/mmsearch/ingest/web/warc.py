@@ -4,7 +4,8 @@ Two passes over the files, so the order of records does not matter and memory st
 1. an index of image responses (normalised WARC-Target-URI -> file, record offset) and of redirect
    responses (URI -> Location), with no payload kept;
 2. every HTML response (status 2xx, Content-Type text/html or application/xhtml+xml) goes through the one
-   extractor (`extract_page`, with the record's HTTP headers, so a Last-Modified header can date the page);
+   extractor (`extract_page`, with the record's HTTP headers, so a Last-Modified header can date the page; a
+   page with no date of its own gets the record's WARC-Date as `seen_time`, its publishedTime in the corpus);
    each image it references is looked up in the index (following recorded redirects, at most 5 hops) and its
    bytes are read from the WARC by seeking to the record, only when the corpus takes it.
 
@@ -196,8 +197,11 @@ def warc_images(
                 report._error(path, it.offset, uri, f"{type(exc).__name__}: {exc}")
                 continue
             report.pages += 1
+            seen = record.rec_headers.get_header("WARC-Date")  # when the archive captured the page
             for image in page.images:
                 report.images_found += 1
+                if image.published_time is None and seen:
+                    image = dataclasses.replace(image, seen_time=seen)
                 where = index.resolve(image.image_url)
                 if where is not None:
                     if where not in cache:

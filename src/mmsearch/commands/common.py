@@ -1,0 +1,96 @@
+"""What every CLI command shares: the consoles, the engine of this invocation, JSON output, error exits and the
+import report. Commands import these from here; `mmsearch.cli` only assembles the Typer app, so no command
+module imports the module that imports it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mmsearch.config import Settings, get_settings
+from mmsearch.core import MMSearch
+from mmsearch.errors import MMSearchError
+from mmsearch.ingest import ImportReport
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+_state: dict[str, Any] = {}  # this invocation's settings (from --home) and engine, set by the app callback
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON value on stdout, nothing else.")]
+
+
+def main_callback(
+    home: Annotated[
+        Path | None, typer.Option("--home", envvar="MMSEARCH_HOME", help="Data directory.", show_default=False)
+    ] = None,
+) -> None:
+    """The app callback: fresh state per invocation, so several runs in one process (tests) do not mix homes."""
+    _state.clear()
+    _state["settings"] = Settings(home=home) if home else get_settings()
+
+
+def cli_settings() -> Settings:
+    """The settings of this invocation (`--home` applied)."""
+    return _state.get("settings") or get_settings()
+
+
+def engine() -> MMSearch:
+    """One engine per invocation, created on first use (commands that fail early never open the catalog)."""
+    if "engine" not in _state:
+        _state["engine"] = MMSearch(cli_settings())
+    return _state["engine"]
+
+
+def emit(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def errors(as_json: bool) -> Iterator[None]:
+    """Known errors become a one-line message (or a JSON error object) on stderr and exit code 1."""
+    try:
+        yield
+    except MMSearchError as exc:
+        if as_json:
+            sys.stderr.write(json.dumps({"error": exc.as_dict()}, ensure_ascii=False) + "\n")
+        else:
+            err.print(f"[red]error:[/] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def display(fields: dict[str, Any], path: str) -> str:
+    """A (dotted) field of a hit as table text; missing is empty."""
+    value: Any = fields
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def print_report(report: ImportReport) -> None:
+    rate = f"{report.imported / report.seconds:,.0f} items/s" if report.seconds else ""
+    out.print(f"imported {report.imported} ({report.inserted} new, {report.replaced} replaced), "
+              f"rejected {report.rejected}, in {report.seconds:.1f}s {rate}")
+    if report.images:
+        i = report.images
+        out.print(f"images: {i['loaded']} loaded, {i['failed']} failed, {i['embedded']} embedded, "
+                  f"{i['reused']} reused by content hash, {i['ocr_chars']} characters read by OCR")
+    if report.warnings:
+        table = Table("index", "id", "field", "rule", "message", title="imported with warnings")
+        for w in report.warnings[:20]:
+            table.add_row(str(w.index), w.id or "", w.field or "", w.rule, w.message)
+        out.print(table)
+    if report.errors:
+        table = Table("index", "id", "field", "rule", "message", title="rejected items")
+        for e in report.errors[:20]:
+            table.add_row(str(e.index), e.id or "", e.field or "", e.rule, e.message)
+        out.print(table)
+        if len(report.errors) > 20 or report.errors_truncated:
+            out.print(f"… {report.rejected} items rejected in all; --json lists up to 1000 errors")
