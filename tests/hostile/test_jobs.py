@@ -260,3 +260,33 @@ def test_server_worker_retries_a_store_failure_by_itself(home: Path, tmp_path: P
         runner.stop()
     done = mm.catalog.jobs.get(job.id)
     assert done.attempts >= 2 and done.imported == 5 and stored_ids(mm) == [f"g{i}" for i in range(5)]
+
+
+# -- a stream of small jobs ---------------------------------------------------------------------------------------
+def test_background_worker_maintains_once_the_queue_drains_not_after_every_job(home: Path):
+    """Maintenance compacts and re-indexes under the table's write lock; after each of many small upserts it made
+    them (and deletes) back up. Six queued jobs: six commits and one maintenance, and every row is indexed."""
+    mm = engine(home)
+    mm.import_items("d", [good(0)])
+    table = mm.store._table(mm.dataset("d"))
+    before = table.version
+    jobs = [submit_body(mm, "d", json.dumps([good(100 * j + i) for i in range(1, 21)]).encode()) for j in range(6)]
+    runner = JobRunner(mm, poll_s=0.05)
+    runner.start()
+    try:
+        for job in jobs:
+            deadline = time.monotonic() + 30
+            while mm.catalog.jobs.get(job.id).status != "succeeded":
+                assert time.monotonic() < deadline, mm.catalog.jobs.get(job.id)
+                time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while runner._unmaintained:  # the drained queue is noticed within a poll
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+    table.checkout_latest()
+    assert table.index_stats("_text_idx").num_unindexed_rows == 0
+    assert table.count_rows() == 121
+    # one commit per job plus one maintenance (a few versions); maintaining after each job made 20 or more
+    assert table.version - before <= len(jobs) + 4, table.version - before

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mmsearch.catalog.jobs import TERMINAL, Job
 from mmsearch.catalog.models import utcnow
-from mmsearch.errors import InvalidArgument, MMSearchError
+from mmsearch.errors import InvalidArgument, MMSearchError, NotFound
 from mmsearch.ingest.importer import MAX_REPORTED_ERRORS, ImportReport, import_items
 from mmsearch.ingest.readers import count_items, read_items
 from mmsearch.schema.validate import ItemError
@@ -64,6 +64,7 @@ class Engine(Protocol):
 log = logging.getLogger("mmsearch.jobs")
 
 MAX_RETRY_DELAY_S = 300.0  # the doubling backoff between a job's attempts stops growing here
+MAINTAIN_EVERY_S = 30.0  # a busy background worker still folds new rows into the indexes this often
 
 
 class StoreFailure(Exception):
@@ -227,9 +228,15 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The background loop folds new rows into the indexes once its queue is drained (or every
+        # MAINTAIN_EVERY_S while it is not), not after every job: each maintenance compacts and re-indexes
+        # the table under its write lock, which made a stream of small upserts wait on it and back up.
+        self.defer_maintenance = False
+        self._unmaintained: dict[str, float] = {}  # dataset id -> when its first unmaintained job finished
 
     # -- background loop ----------------------------------------------------------------------------
     def start(self) -> None:
+        self.defer_maintenance = True
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="mmsearch-jobs", daemon=True)
             self._thread.start()
@@ -251,10 +258,27 @@ class JobRunner:
                 if job is not None:
                     self.run(job)
                     continue
+                self.maintain_pending()  # the queue is drained
             except Exception:
                 log.exception("job worker error")
             self._wake.wait(self.poll_s)
             self._wake.clear()
+        self.maintain_pending()
+
+    def maintain_pending(self, older_than_s: float = 0.0) -> None:
+        """Maintain the datasets whose imported rows are not folded into their indexes yet (searches see those rows
+        all the same, by a flat scan). A failure is logged and kept for the next round."""
+        now = time.monotonic()
+        for dataset_id, since in list(self._unmaintained.items()):
+            if now - since < older_than_s:
+                continue
+            try:
+                self.mm.store.maintain(self.mm.dataset(dataset_id))
+                self._unmaintained.pop(dataset_id, None)
+            except NotFound:
+                self._unmaintained.pop(dataset_id, None)  # dropped meanwhile
+            except Exception:
+                log.exception("maintenance of dataset %s failed; retried after the next job", dataset_id)
 
     # -- one job ------------------------------------------------------------------------------------
     def run(
@@ -341,7 +365,10 @@ class JobRunner:
                 on_progress(jobs.get(job.id))
         if images is not None and images.active:
             total.images = images.stats.as_dict()
-        if imported:
+        if imported and self.defer_maintenance:
+            self._unmaintained.setdefault(info.id, time.monotonic())
+            self.maintain_pending(older_than_s=MAINTAIN_EVERY_S)
+        elif imported:
             try:
                 total.maintenance = self.mm.store.maintain(info)
             except Exception as exc:  # the items are in; the retry (at the checkpoint: the end) maintains again
