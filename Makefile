@@ -2,16 +2,25 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two installs: `make run` needs the package only; `make test` adds the dev tools (pytest, ruff, SDKs, schemathesis).
+# Either order works: the dev install also satisfies the run stamp, and a run install is topped up by `make test`.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint bench clean sysdeps
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mmsearch needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
 	@touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@ $(RUN_STAMP)
 
 # CJK font for the OCR tests and the demo images (Debian); skipped with a note where apt is not ours to use.
 sysdeps:
@@ -22,22 +31,22 @@ sysdeps:
 	  else echo "note: install fonts-wqy-microhei (Debian) for the OCR tests"; fi; \
 	fi
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/mmsearch quickstart
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
 # The IQS SDK as the spec pins it (1.7.1), beside the latest one in .venv: tests/test_acs3.py runs it in a subprocess.
 SDK171 := build/sdk/iqs171
-$(SDK171)/.done: $(STAMP)
+$(SDK171)/.done: $(DEV_STAMP)
 	$(BIN)/pip install --quiet --target $(SDK171) alibabacloud_iqs20241111==1.7.1
 	@touch $@
 
-test: sysdeps lint $(SDK171)/.done
+test: sysdeps $(DEV_STAMP) lint $(SDK171)/.done
 	$(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/engine.py --n 100000
 
 clean:

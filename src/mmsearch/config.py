@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     clip_providers: str = Field(default="cpu", pattern="^(cpu|auto)$", description="'auto' uses CUDA when present")
     threads: int | None = Field(default=None, ge=1, le=256, description="ONNX Runtime intra-op threads")
     ocr: bool = Field(default=True, description="read text inside images at import (datasets may turn it off)")
+    ocr_workers: int = Field(
+        default=0, ge=0, le=64, description="OCR processes per import (0 = one per core, 1 = in the importing process)"
+    )
     image_roots: str = Field(default="", description="os.pathsep-separated folders local image paths may come from")
     allow_private_networks: bool = Field(default=False, description="let the fetcher reach private addresses")
     fetch_workers: int = Field(default=8, ge=1, le=128, description="concurrent image downloads per import")

@@ -32,7 +32,6 @@ from mmsearch.schema.fields import DatasetInfo, check_dataset_id, check_dataset_
 from mmsearch.schema.filters import FilterLimits
 from mmsearch.search import SearchOptions, SearchRequest, SearchResult, search
 from mmsearch.search.pipeline import check_request
-from mmsearch.search.spell import SpellOutcome, apply_spell_correction
 from mmsearch.search.types import RequestLimits
 from mmsearch.store.lance import AnnConfig, LanceStore
 from mmsearch.unicode import require_valid_unicode
@@ -57,6 +56,7 @@ class MMSearch:
         self._encoder_loaded = encoder is not _UNSET
         self._encoder_message = "" if encoder is _UNSET or encoder is not None else "no encoder given"
         self._ocr: Any = None
+        self._ocr_cache: Any = None
         self._fetcher: Fetcher | None = None
         self._lock = threading.Lock()
         make_home(self.settings.home)  # 0700 when we create it: the catalog holds secrets
@@ -101,8 +101,20 @@ class MMSearch:
         if self.settings.ocr and self._ocr is None:
             from mmsearch.encoders.ocr import OcrEngine
 
-            self._ocr = OcrEngine(threads=self.settings.threads)
+            self._ocr = OcrEngine(threads=self.settings.threads, workers=self.settings.ocr_workers)
         return self._ocr if self.settings.ocr else None
+
+    @property
+    def ocr_cache(self) -> Any:
+        """OCR text by picture hash under the home (`ocr-cache.sqlite3`), so a picture is read once per machine."""
+        ocr = self.ocr
+        if ocr is None:
+            return None
+        if self._ocr_cache is None:
+            from mmsearch.encoders.ocr_cache import OCR_CACHE_FILE, OcrCache
+
+            self._ocr_cache = OcrCache(self.settings.home / OCR_CACHE_FILE, ocr.version)
+        return self._ocr_cache
 
     @property
     def fetcher(self) -> Fetcher:
@@ -126,7 +138,8 @@ class MMSearch:
                 field="dataset_id",
             )
         ocr = self.ocr if info.schema.ocr else None
-        return ImageIndexer(info, self.load_image, encoder=encoder, ocr=ocr, workers=self.settings.fetch_workers)
+        return ImageIndexer(info, self.load_image, encoder=encoder, ocr=ocr, workers=self.settings.fetch_workers,
+                            ocr_cache=self.ocr_cache if ocr is not None else None)
 
     def default_dim(self) -> int:
         if self.settings.vector_dim:
@@ -225,7 +238,8 @@ class MMSearch:
         ))
 
     def search(self, dataset_id: str, request: SearchRequest, options: SearchOptions | None = None) -> SearchResult:
-        return search(request, self.dataset(dataset_id), self.store, self.encoder, options or self.options())
+        info = self.catalog.dataset_cached(dataset_id)  # cached briefly, as in search_app
+        return search(request, info, self.store, self.encoder, options or self.options())
 
     # -- applications -------------------------------------------------------------------------------
     @property
@@ -262,10 +276,12 @@ class MMSearch:
         """The application search of the AI Search spec: the app's limits, ranking, spelling and query log."""
         started = time.perf_counter()
         check_request(request, self.limits())  # spelling and the query log cost work in proportion to the text
-        app: Application = self.catalog.apps.get(app_id)
+        # both rows cached briefly (catalog/cache.py): writes in this process clear them, another process's apply
+        # within a second
+        app: Application = self.catalog.apps.cached(app_id)
         if not isinstance(dataset_id, str) or not dataset_id:
             raise InvalidArgument("dataset_id: is required", field="dataset_id")
-        info = self.dataset(dataset_id)
+        info = self.catalog.dataset_cached(dataset_id)
         if dataset_id not in app.datasets:
             raise InvalidArgument(
                 f"dataset_id: dataset {dataset_id!r} is not bound to application {app_id!r}", field="dataset_id"
@@ -279,12 +295,15 @@ class MMSearch:
             raise InvalidArgument("query.image_url: applications over video datasets do not support image search",
                                   field="query.image_url")
         text = (request.text or "").strip()
-        spelling = SpellOutcome(text, "")
+        corrected = ""  # "" when nothing needed correcting (or the application does not correct)
         if cfg.spell_correction != "off" and text:
+            # pypinyin and symspellpy (~0.6 s to import) load with the first application that corrects spelling
+            from mmsearch.search.spell import apply_spell_correction
+
             spelling = apply_spell_correction(text, cfg.spell_correction, self.spell.get(info))
             if spelling.query != text:
                 request = dataclasses.replace(request, text=spelling.query)
-        corrected = spelling.corrected_query
+            corrected = spelling.corrected_query
         result = search(request, info, self.store, self.encoder, self.app_options(cfg))
         self.catalog.query_log.record(QueryLogEntry(
             request_id=request_id, app_id=app_id, dataset_id=dataset_id, user_id=user_id,

@@ -55,24 +55,27 @@ class Caller:
 
 class KeyCache:
     """Bearer keys are checked on every search; a short cache keeps the catalog off the hot path.
-    A revoked key stops working within `ttl_s`."""
+    A key revoked by another process (the CLI) stops working within `ttl_s`; one revoked through this server's
+    catalog (the management API) at once."""
 
     def __init__(self, mm: MMSearch, ttl_s: float = 2.0) -> None:
         self.mm = mm
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._cache: dict[str, tuple[float, int, ApiKey | None]] = {}
         self._lock = threading.Lock()
 
     def bearer(self, key: str) -> ApiKey | None:
         now = time.monotonic()
+        keys = self.mm.catalog.keys
+        revocations = keys.revocations  # read before the lookup: a revoke racing it leaves no stale entry
         hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self.ttl_s:
-            return hit[1]
-        found = self.mm.catalog.keys.by_bearer(key)
+        if hit is not None and now - hit[0] < self.ttl_s and hit[1] == revocations:
+            return hit[2]
+        found = keys.by_bearer(key)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = (now, found)
+            self._cache[key] = (now, revocations, found)
         return found
 
 

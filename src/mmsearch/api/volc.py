@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -107,6 +109,20 @@ def to_response(rid: str, found: AppSearchResult) -> dict[str, Any]:
     }
 
 
+class FastJSONResponse(JSONResponse):
+    """JSON encoded by orjson straight from the answer's dicts, lists, strings and numbers: no jsonable_encoder
+    pass, no second copy (~0.5 ms a page less than FastAPI's default). Same content as JSONResponse (UTF-8, no
+    ASCII escaping, compact); what orjson refuses (an integer beyond 64 bits, a non-string key) goes through
+    JSONResponse's encoder as before. One difference: a non-finite float is sent as null, where JSONResponse
+    failed with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return super().render(content)
+
+
 async def _caller(request: Request, application_id: str) -> Caller:
     return await request.app.state.auth.search(request, application_id)
 
@@ -116,9 +132,11 @@ async def _caller(request: Request, application_id: str) -> Caller:
     summary="Search an application's dataset (AI Search `search`)",
     description="A text and/or image query over one of the application's datasets, with filters, sorting and "
     "pagination.",
+    response_class=FastJSONResponse,
+    response_model=None,  # the answer is built here (to_response) and sent as is: api/openapi.py documents it
 )
 async def search(application_id: str, body: SearchBody, request: Request,
-                 caller: Annotated[Caller, Depends(_caller)]) -> dict[str, Any]:
+                 caller: Annotated[Caller, Depends(_caller)]) -> FastJSONResponse:
     mm: MMSearch = request.app.state.mm
     rid = request_id(request)
 
@@ -128,4 +146,4 @@ async def search(application_id: str, body: SearchBody, request: Request,
         return mm.search_app(application_id, body.dataset_id, req, user_id=user_id, request_id=rid)
 
     found = await run_in_threadpool(run)
-    return to_response(rid, found)
+    return FastJSONResponse(to_response(rid, found))

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mmsearch.catalog.cache import ReadCache
 from mmsearch.catalog.models import AppDatasetRow, ApplicationRow, DatasetRow, KeyAppRow, aware, require, utcnow
 from mmsearch.errors import AlreadyExists, InvalidArgument
 
@@ -85,8 +86,9 @@ def check_app_id(app_id: str) -> str:
 
 
 class Apps:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cache: ReadCache | None = None) -> None:
         self.engine = engine
+        self.cache = cache or ReadCache()  # shared with the catalog's datasets: cleared by every write
 
     def _check_datasets(self, s: Session, datasets: list[str]) -> list[str]:
         if not datasets:
@@ -113,6 +115,7 @@ class Apps:
         except IntegrityError:
             raise AlreadyExists(f"application_id: application {app_id!r} already exists",
                                 field="application_id") from None
+        self.cache.clear()
         return self.get(app_id)
 
     def update(self, app_id: str, datasets: list[str] | None = None, config: object = None) -> Application:
@@ -125,12 +128,17 @@ class Apps:
                 s.execute(delete(AppDatasetRow).where(AppDatasetRow.app_id == app_id))
                 s.add_all(AppDatasetRow(app_id=app_id, dataset_id=ds) for ds in bound)
             row.updated_at = utcnow()
+        self.cache.clear()
         return self.get(app_id)
 
     def get(self, app_id: str) -> Application:
         with Session(self.engine) as s:
             row = require(s, ApplicationRow, app_id, "application_id", "application")
             return self._app(s, row)
+
+    def cached(self, app_id: str) -> Application:
+        """`get` for the search path: kept for the cache's ttl, cleared by every write through this catalog."""
+        return self.cache.get(("app", app_id), lambda: self.get(app_id))
 
     def list(self) -> list[Application]:
         with Session(self.engine) as s:
@@ -142,6 +150,7 @@ class Apps:
             s.execute(delete(AppDatasetRow).where(AppDatasetRow.app_id == app_id))
             s.execute(delete(KeyAppRow).where(KeyAppRow.app_id == app_id))  # a re-created app starts unkeyed
             s.delete(row)
+        self.cache.clear()
 
     def using_dataset(self, dataset_id: str) -> list[str]:
         with Session(self.engine) as s:

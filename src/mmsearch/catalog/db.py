@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from mmsearch.catalog.accounts import Accounts
 from mmsearch.catalog.apps import Apps
+from mmsearch.catalog.cache import ReadCache
 from mmsearch.catalog.jobs import Jobs
 from mmsearch.catalog.keys import Keys
 from mmsearch.catalog.models import Base, DatasetRow, require
@@ -46,7 +47,8 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
-        self.apps = Apps(self.engine)
+        self.cache = ReadCache()  # applications and datasets on the search path; every write below clears it
+        self.apps = Apps(self.engine, self.cache)
         self.keys = Keys(self.engine)
         self.accounts = Accounts(self.engine)
         self.jobs = Jobs(self.engine)
@@ -62,6 +64,7 @@ class Catalog:
                 s.add(row)
         except IntegrityError:
             raise AlreadyExists(f"dataset_id: dataset {info.id!r} already exists", field="dataset_id") from None
+        self.cache.clear()
 
     def has_dataset(self, dataset_id: str) -> bool:
         with Session(self.engine) as s:
@@ -72,6 +75,10 @@ class Catalog:
             row = require(s, DatasetRow, dataset_id, "dataset_id", "dataset")
             return _info(row)
 
+    def dataset_cached(self, dataset_id: str) -> DatasetInfo:
+        """`dataset` for the search path: kept for the cache's ttl, cleared by every write through this catalog."""
+        return self.cache.get(("dataset", dataset_id), lambda: self.dataset(dataset_id))
+
     def datasets(self) -> list[DatasetInfo]:
         with Session(self.engine) as s:
             return [_info(row) for row in s.scalars(select(DatasetRow).order_by(DatasetRow.id))]
@@ -80,3 +87,4 @@ class Catalog:
         with Session(self.engine) as s, s.begin():
             row = require(s, DatasetRow, dataset_id, "dataset_id", "dataset")
             s.delete(row)
+        self.cache.clear()

@@ -62,6 +62,7 @@ class NewKey:
 class Keys:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.revocations = 0  # revokes made through this object: caches of keys compare it to drop stale entries
 
     def create(self, apps: list[str], name: str = "") -> NewKey:
         if not apps:
@@ -98,6 +99,7 @@ class Keys:
             assert row is not None
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+        self.revocations += 1
         return self.get(key_id)
 
     def _resolve(self, key_or_id: str) -> str:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from mmsearch.catalog.accounts import DEFAULT_QPS, Account, NewAccountKey
-from mmsearch.commands.common import JsonFlag, emit, engine, errors, out
+from mmsearch.commands.common import JsonFlag, catalog, emit, errors, out
 from mmsearch.errors import InvalidArgument
+
+if TYPE_CHECKING:  # the catalog (SQLAlchemy) loads when a command runs, not for `--help`
+    from mmsearch.catalog.accounts import Account, NewAccountKey
+
+DEFAULT_QPS = 10  # the catalog's DEFAULT_QPS, repeated so --help need not import it (tests/test_cli_startup.py)
 
 account_app = typer.Typer(no_args_is_help=True, help="IQS accounts: plans, key pairs, activation, credits.")
 
@@ -56,7 +60,7 @@ def account_create(
 ) -> None:
     """Create an account and its key pair; the secret and API key are printed once."""
     with errors(as_json):
-        new = engine().catalog.accounts.create(name, plan=plan, qps=qps, credits=credits, active=not inactive,
+        new = catalog().accounts.create(name, plan=plan, qps=qps, credits=credits, active=not inactive,
                                                created_at=_parse_time(created_at))
     emit(new.as_dict()) if as_json else _print_new(new, "created key pair")
 
@@ -70,7 +74,7 @@ def account_subkey(
 ) -> None:
     """Add a sub-account key pair and API key to an account."""
     with errors(as_json):
-        new = engine().catalog.accounts.subkey(name, can_search=not no_permission)
+        new = catalog().accounts.subkey(name, can_search=not no_permission)
     emit(new.as_dict()) if as_json else _print_new(new, "created sub-account key pair")
 
 
@@ -78,7 +82,7 @@ def account_subkey(
 def account_activate(name: NameArg, as_json: JsonFlag = False) -> None:
     """Activate the search service for an account."""
     with errors(as_json):
-        a = engine().catalog.accounts.activate(name)
+        a = catalog().accounts.activate(name)
     _print_account(a, as_json, f"activated account [bold]{a.name}[/]")
 
 
@@ -86,7 +90,7 @@ def account_activate(name: NameArg, as_json: JsonFlag = False) -> None:
 def account_deactivate(name: NameArg, as_json: JsonFlag = False) -> None:
     """Deactivate an account: its keys get Retrieval.NotActivate."""
     with errors(as_json):
-        a = engine().catalog.accounts.deactivate(name)
+        a = catalog().accounts.deactivate(name)
     _print_account(a, as_json, f"deactivated account [bold]{a.name}[/]")
 
 
@@ -100,7 +104,7 @@ def account_credits(
 ) -> None:
     """Set (or with --add, top up) a paid account's balance."""
     with errors(as_json):
-        accounts = engine().catalog.accounts
+        accounts = catalog().accounts
         a = accounts.add_credits(name, amount) if add else accounts.set_credits(name, amount)
     _print_account(a, as_json, f"account [bold]{a.name}[/] has {a.credits} credits")
 
@@ -114,7 +118,7 @@ def account_update(
 ) -> None:
     """Change an account's plan or QPS limit."""
     with errors(as_json):
-        a = engine().catalog.accounts.update(name, plan=plan, qps=qps)
+        a = catalog().accounts.update(name, plan=plan, qps=qps)
     _print_account(a, as_json, f"account [bold]{a.name}[/]: plan {a.plan}, {a.qps} qps")
 
 
@@ -126,7 +130,7 @@ def account_grant(
 ) -> None:
     """Give a sub-account key the search permission (or take it away)."""
     with errors(as_json):
-        k = engine().catalog.accounts.grant(access_key_id, can_search=not revoke)
+        k = catalog().accounts.grant(access_key_id, can_search=not revoke)
     emit(k.as_dict()) if as_json else out.print(
         f"key [bold]{k.access_key_id}[/] {'may' if k.can_search else 'may not'} search")
 
@@ -135,7 +139,7 @@ def account_grant(
 def account_revoke(access_key_id: KeyArg, as_json: JsonFlag = False) -> None:
     """Revoke a key pair (and its API key): it gets InvalidAccessKeyId.NotFound from then on."""
     with errors(as_json):
-        k = engine().catalog.accounts.revoke_key(access_key_id)
+        k = catalog().accounts.revoke_key(access_key_id)
     emit(k.as_dict()) if as_json else out.print(f"revoked key [bold]{k.access_key_id}[/]")
 
 
@@ -143,7 +147,7 @@ def account_revoke(access_key_id: KeyArg, as_json: JsonFlag = False) -> None:
 def account_list(as_json: JsonFlag = False) -> None:
     """List accounts (never their secrets)."""
     with errors(as_json):
-        accounts = engine().catalog.accounts.list()
+        accounts = catalog().accounts.list()
     if as_json:
         emit([a.as_dict() for a in accounts])
         return
@@ -159,5 +163,5 @@ def account_list(as_json: JsonFlag = False) -> None:
 def account_show(name: NameArg, as_json: JsonFlag = False) -> None:
     """An account's plan, balance, today's usage and keys."""
     with errors(as_json):
-        a = engine().catalog.accounts.get(name)
+        a = catalog().accounts.get(name)
     emit(a.as_dict()) if as_json else out.print_json(json.dumps(a.as_dict(), ensure_ascii=False))

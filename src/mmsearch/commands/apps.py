@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Column, Table
 
-from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
+from mmsearch.commands.common import JsonFlag, catalog, emit, err, errors, out
 
 app_app = typer.Typer(no_args_is_help=True, help="Create, list, show and delete applications.")
 key_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
@@ -36,7 +36,7 @@ def app_create(
 ) -> None:
     """Create an application over one or more datasets."""
     with errors(as_json):
-        created = engine().catalog.apps.create(app_id, dataset, _read_config(config))
+        created = catalog().apps.create(app_id, dataset, _read_config(config))
     if as_json:
         emit(created.as_dict())
     else:
@@ -53,7 +53,7 @@ def app_update(
 ) -> None:
     """Change an application's datasets or config."""
     with errors(as_json):
-        updated = engine().catalog.apps.update(app_id, dataset or None, _read_config(config))
+        updated = catalog().apps.update(app_id, dataset or None, _read_config(config))
     if as_json:
         emit(updated.as_dict())
     else:
@@ -64,7 +64,7 @@ def app_update(
 def app_list(as_json: JsonFlag = False) -> None:
     """List applications."""
     with errors(as_json):
-        apps = engine().catalog.apps.list()
+        apps = catalog().apps.list()
     if as_json:
         emit([a.as_dict() for a in apps])
         return
@@ -80,7 +80,7 @@ def app_list(as_json: JsonFlag = False) -> None:
 def app_show(app_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
     """Show an application's datasets and config."""
     with errors(as_json):
-        found = engine().catalog.apps.get(app_id)
+        found = catalog().apps.get(app_id)
     emit(found.as_dict()) if as_json else out.print_json(json.dumps(found.as_dict(), ensure_ascii=False))
 
 
@@ -88,7 +88,7 @@ def app_show(app_id: Annotated[str, typer.Argument(metavar="ID")], as_json: Json
 def app_delete(app_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonFlag = False) -> None:
     """Delete an application (its datasets stay)."""
     with errors(as_json):
-        engine().catalog.apps.remove(app_id)
+        catalog().apps.remove(app_id)
     emit({"deleted": app_id}) if as_json else out.print(f"deleted application [bold]{app_id}[/]")
 
 
@@ -100,7 +100,7 @@ def key_create(
 ) -> None:
     """Create an API key; the key and its secret access key are printed once."""
     with errors(as_json):
-        new = engine().catalog.keys.create(app, name)
+        new = catalog().keys.create(app, name)
     if as_json:
         emit(new.as_dict())
         return
@@ -114,7 +114,7 @@ def key_create(
 def key_list(as_json: JsonFlag = False) -> None:
     """List keys (never their secrets)."""
     with errors(as_json):
-        keys = engine().catalog.keys.list()
+        keys = catalog().keys.list()
     if as_json:
         emit([k.as_dict() for k in keys])
         return
@@ -130,7 +130,7 @@ def key_revoke(key: Annotated[str, typer.Argument(help="The key, its id or its a
                as_json: JsonFlag = False) -> None:
     """Revoke a key: it stops working within seconds, on every server sharing this home."""
     with errors(as_json):
-        revoked = engine().catalog.keys.revoke(key)
+        revoked = catalog().keys.revoke(key)
     emit(revoked.as_dict()) if as_json else out.print(f"revoked key [bold]{revoked.id}[/]")
 
 
@@ -142,7 +142,7 @@ def job_list(
 ) -> None:
     """List import jobs, newest first."""
     with errors(as_json):
-        jobs = engine().catalog.jobs.list(dataset_id=dataset, status=status)
+        jobs = catalog().jobs.list(dataset_id=dataset, status=status)
     if as_json:
         emit([j.as_dict() for j in jobs])
         return
@@ -158,5 +158,5 @@ def job_list(
 def job_show(job_id: Annotated[str, typer.Argument(metavar="JOB")], as_json: JsonFlag = False) -> None:
     """A job's status, progress, rate and per-item errors."""
     with errors(as_json):
-        job = engine().catalog.jobs.get(job_id)
+        job = catalog().jobs.get(job_id)
     emit(job.as_dict()) if as_json else out.print_json(json.dumps(job.as_dict(), ensure_ascii=False))

@@ -9,20 +9,23 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmsearch.config import Settings, get_settings
-from mmsearch.core import MMSearch
 from mmsearch.errors import MMSearchError
-from mmsearch.ingest import ImportReport
+
+if TYPE_CHECKING:  # the engine, its settings and reports load when a command runs, not for `--help`
+    from mmsearch.catalog import Catalog
+    from mmsearch.config import Settings
+    from mmsearch.core import MMSearch
+    from mmsearch.ingest import ImportReport
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
-_state: dict[str, Any] = {}  # this invocation's settings (from --home) and engine, set by the app callback
+_state: dict[str, Any] = {}  # this invocation's --home, settings and engine; reset by the app callback
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON value on stdout, nothing else.")]
 
@@ -32,21 +35,45 @@ def main_callback(
         Path | None, typer.Option("--home", envvar="MMSEARCH_HOME", help="Data directory.", show_default=False)
     ] = None,
 ) -> None:
-    """The app callback: fresh state per invocation, so several runs in one process (tests) do not mix homes."""
+    """The app callback: fresh state per invocation, so several runs in one process (tests) do not mix homes.
+    It runs before a subcommand's `--help` too, so it only notes --home: settings load on first use."""
     _state.clear()
-    _state["settings"] = Settings(home=home) if home else get_settings()
+    _state["home"] = home
 
 
 def cli_settings() -> Settings:
-    """The settings of this invocation (`--home` applied)."""
-    return _state.get("settings") or get_settings()
+    """The settings of this invocation (`--home` applied), made on first use (pydantic is not needed for help)."""
+    if "settings" not in _state:
+        from mmsearch.config import Settings, get_settings
+
+        home = _state.get("home")
+        _state["settings"] = Settings(home=home) if home else get_settings()
+    return _state["settings"]
 
 
 def engine() -> MMSearch:
-    """One engine per invocation, created on first use (commands that fail early never open the catalog)."""
+    """One engine per invocation, created on first use (commands that fail early never open the catalog);
+    imported here so that the CLI's start-up and `--help` never load LanceDB, SQLAlchemy or the models."""
     if "engine" not in _state:
+        from mmsearch.core import MMSearch
+
         _state["engine"] = MMSearch(cli_settings())
     return _state["engine"]
+
+
+def catalog() -> Catalog:
+    """The control plane alone (the engine's when one is open), for commands that touch no dataset's table:
+    applications, keys, jobs and accounts start without importing LanceDB (~2 s) or any model."""
+    if "engine" in _state:
+        return _state["engine"].catalog
+    if "catalog" not in _state:
+        from mmsearch.catalog import Catalog
+        from mmsearch.home import make_home
+
+        settings = cli_settings()
+        make_home(settings.home)  # 0700 when we create it, as the engine does: the catalog holds secrets
+        _state["catalog"] = Catalog(settings.catalog_url)
+    return _state["catalog"]
 
 
 def emit(value: Any) -> None:
@@ -81,7 +108,8 @@ def print_report(report: ImportReport) -> None:
     if report.images:
         i = report.images
         out.print(f"images: {i['loaded']} loaded, {i['failed']} failed, {i['embedded']} embedded, "
-                  f"{i['reused']} reused by content hash, {i['ocr_chars']} characters read by OCR")
+                  f"{i['reused']} reused by content hash, {i['ocr_chars']} characters read by OCR"
+                  + (f" ({i['ocr_cached']} pictures from the OCR cache)" if i.get("ocr_cached") else ""))
     if report.warnings:
         table = Table("index", "id", "field", "rule", "message", title="imported with warnings")
         for w in report.warnings[:20]:

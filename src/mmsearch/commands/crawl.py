@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,10 +18,12 @@ from rich.table import Table
 from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
 from mmsearch.commands.web import print_web_report
 from mmsearch.errors import InvalidArgument
-from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus, WebImportReport
-from mmsearch.ingest.web.crawler import SCOPES, CrawlConfig, Crawler, CrawlProgress, CrawlReport, CrawlState
-from mmsearch.ingest.web.types import WebImage
-from mmsearch.ingest.web.warc import WarcReport, import_warcs
+
+if TYPE_CHECKING:  # the crawler and the web corpus load when a command runs, not for `--help`
+    from mmsearch.ingest.web.corpus import WebImportReport
+    from mmsearch.ingest.web.crawler import CrawlProgress, CrawlReport, CrawlState
+    from mmsearch.ingest.web.types import WebImage
+    from mmsearch.ingest.web.warc import WarcReport
 
 SHOWN_ERRORS = 20
 
@@ -46,6 +48,8 @@ def read_seeds(values: list[str]) -> list[str]:
 
 def merge_reports(total: WebImportReport, part: WebImportReport) -> None:
     """Add one batch's corpus report to the crawl's running total."""
+    from mmsearch.ingest.web.corpus import WebImportReport
+
     for f in dataclasses.fields(WebImportReport):
         if f.name == "failures":
             for entry in part.failures:
@@ -102,6 +106,9 @@ def crawl(
 ) -> None:
     """Crawl web pages politely (robots.txt, per-host delay) and import their images into the web corpus.
     Stop it any time (Ctrl-C); the same --name continues where it stopped."""
+    from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus, WebImportReport
+    from mmsearch.ingest.web.crawler import SCOPES, CrawlConfig, Crawler, CrawlState
+
     with errors(as_json):
         if scope not in SCOPES:
             raise InvalidArgument(f"scope: must be one of {', '.join(SCOPES)}", field="scope")
@@ -182,6 +189,9 @@ def import_warc(
 ) -> None:
     """Import web images from WARC archives: HTML responses become pages, image responses supply the bytes.
     Exits non-zero when nothing was imported or updated."""
+    from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus, WebImportReport
+    from mmsearch.ingest.web.warc import import_warcs
+
     with errors(as_json):
         mm = engine()
         columns = [TextColumn("[bold]importing WARC"), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
-from mmsearch.schema.fields import DatasetInfo
+
+if TYPE_CHECKING:
+    from mmsearch.schema.fields import DatasetInfo
 
 dataset_app = typer.Typer(no_args_is_help=True, help="Create, list, show and drop datasets.")
 

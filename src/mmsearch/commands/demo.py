@@ -8,17 +8,17 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmsearch.commands.common import cli_settings, display, err, errors, out, print_report
 from mmsearch.commands.serve import Host, Port, check_port_free, run_server
-from mmsearch.core import MMSearch
-from mmsearch.ingest import ImportReport
 from mmsearch.samples import SAMPLES_DIR
-from mmsearch.search import SearchRequest
+
+if TYPE_CHECKING:  # the engine loads when a command runs, not for `--help`
+    from mmsearch.core import MMSearch
+    from mmsearch.ingest import ImportReport
 
 QUICKSTART_APP = "demo"
 QUICKSTART_DATASET = "demo_products"
@@ -42,6 +42,8 @@ Samples = Annotated[Path, typer.Option("--samples", help="Folder with products.j
 
 def samples_engine(samples: Path) -> MMSearch:
     """An engine that may read the sample pictures (local files must lie under MMSEARCH_IMAGE_ROOTS)."""
+    from mmsearch.core import MMSearch
+
     settings = cli_settings()
     roots = os.pathsep.join(p for p in (settings.image_roots, str(samples.resolve())) if p)
     return MMSearch(settings.model_copy(update={"image_roots": roots}))
@@ -61,16 +63,12 @@ def import_samples(mm: MMSearch, dataset_id: str, samples: Path) -> ImportReport
         mm.drop_dataset(dataset_id)
     mm.create_dataset(dataset_id, json.loads((samples / "products.schema.json").read_text(encoding="utf-8")))
     items = sample_items(samples)
-    columns = [TextColumn("[bold]importing products + pictures"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=err) as progress:
-        task = progress.add_task("import", total=len(items), rate="")
+    from mmsearch.commands.progress import ImportProgress
+
+    with ImportProgress("importing products + pictures", len(items), err) as progress:
 
         def advance(n: int) -> None:
-            progress.advance(task, n)
-            t = progress.tasks[0]
-            if t.elapsed:
-                progress.update(task, rate=f"{t.completed / t.elapsed:,.1f} items/s")
+            progress.update(progress.done + n)
 
         report = mm.import_items(dataset_id, items, batch_size=40, on_progress=advance)
     print_report(report)
@@ -180,6 +178,8 @@ def demo(
     samples: Samples = SAMPLES_DIR,
 ) -> None:
     """Build a demo dataset from the shipped sample catalogue and run a few searches from the CLI."""
+    from mmsearch.search import SearchRequest
+
     with errors(False):
         mm = samples_engine(samples)
         say_model_status(mm)

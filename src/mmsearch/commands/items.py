@@ -4,32 +4,33 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mmsearch.catalog.jobs import Job
 from mmsearch.commands.common import JsonFlag, display, emit, engine, err, errors, out, print_report
-from mmsearch.core import MMSearch
 from mmsearch.errors import InvalidArgument, MMSearchError
-from mmsearch.ingest import ImportReport, count_items
-from mmsearch.ingest.jobs import run_file_import
-from mmsearch.search import SearchRequest, SearchResult
+
+if TYPE_CHECKING:  # the engine's modules load inside the commands, not for `--help`
+    from mmsearch.catalog.jobs import Job
+    from mmsearch.core import MMSearch
+    from mmsearch.ingest import ImportReport
+    from mmsearch.search import SearchResult
 
 
 def import_with_progress(mm: MMSearch, dataset_id: str, file: Path, batch_size: int, quiet: bool) -> ImportReport:
     """The import runs as a job (listed by `mmsearch job list`, resumable by a server on the same home), with a
-    Rich progress bar and the item rate on stderr."""
+    Rich progress bar and the item rate on stderr (plain lines every few seconds when stderr is no terminal)."""
+    from mmsearch.commands.progress import ImportProgress
+    from mmsearch.ingest import count_items
+    from mmsearch.ingest.jobs import run_file_import
+
     mm.dataset(dataset_id)
-    columns = [TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
-    with Progress(*columns, console=err, disable=quiet) as progress:
-        task = progress.add_task("import", total=count_items(file), rate="")
+    with ImportProgress("importing", count_items(file), err, disable=quiet) as progress:
 
         def advance(job: Job) -> None:
-            progress.update(task, completed=job.done, rate=f"{job.rate:,.0f} items/s" if job.rate else "")
+            progress.update(job.done)
             if job.retry_at is not None and not quiet:  # the store failed: the job waits, then is retried
                 err.print(f"[yellow]job {job.id}:[/] {job.message}")
 
@@ -119,6 +120,8 @@ def search_(
     as_json: JsonFlag = False,
 ) -> None:
     """Search a dataset by text and/or image: a table, or the hits as JSON with --json."""
+    from mmsearch.search import SearchRequest
+
     with errors(as_json):
         try:
             parsed_filter = json.loads(filter_) if filter_ else None

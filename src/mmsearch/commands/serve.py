@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mmsearch.commands.common import cli_settings, errors, out
-from mmsearch.core import MMSearch
 from mmsearch.errors import InvalidArgument
 from mmsearch.home import exposure
+
+if TYPE_CHECKING:
+    from mmsearch.core import MMSearch
 
 Host = Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")]
 Port = Annotated[int, typer.Option("--port", min=1, max=65535)]
@@ -52,6 +54,8 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Run the HTTP server: the AI Search API, the management API (/admin/v1) and OpenAPI docs (/docs)."""
+    from mmsearch.core import MMSearch
+
     with errors(False):
         check_port_free(host, port)
         mm = MMSearch(cli_settings())

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
-from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus, WebImportReport
-from mmsearch.ingest.web.laion import count_rows, read_laion
+
+if TYPE_CHECKING:  # the web corpus (and the engine under it) loads when a command runs, not for `--help`
+    from mmsearch.ingest.web.corpus import WebImportReport
 
 SHOWN_FAILURES = 20
 
@@ -50,6 +51,9 @@ def import_web(
 ) -> None:
     """Download, check, deduplicate, read (OCR) and embed the images listed in metadata files.
     Exits non-zero when no listed image could be used (none new, updated, already indexed or merged)."""
+    from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus
+    from mmsearch.ingest.web.laion import count_rows, read_laion
+
     with errors(as_json):
         mm = engine()
         total = sum(count_rows(f) for f in files)

@@ -7,9 +7,14 @@ process (per thread setting) and shared by every `OcrEngine`, because loading ta
 
 from __future__ import annotations
 
+import json
 import logging
+import multiprocessing
+import os
 import threading
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +30,19 @@ DEFAULT_MAX_SIDE = 2000
 DEFAULT_MIN_SIDE = 16
 # RapidOCR's default detector setting ("min" side to 736) upscales a 400x100 banner to 2944x736: ~10x slower and it
 # split "Wireless Headphones" into two wrong lines. "max" keeps small images as they are and caps big ones.
-_DET_LIMIT_TYPE = "max"
-_DET_LIMIT_SIDE = 960
+# Chosen by bench/ocr_params.py on the 240 demo pictures (docs/benchmarks.md, "Demo import"): one text line per
+# recognition call (rec_batch_num 1) is ~30% faster than batches of 6 padded to their widest line, and reads the
+# space in "米色 耳机" that padding lost (same tokens otherwise); a smaller detector input or no orientation classifier
+# gained nothing measurable on these 400x300 cards. Part of `OcrEngine.version`: changing them invalidates the cache.
+RAPIDOCR_OPTIONS: dict[str, Any] = {
+    "det_limit_type": "max", "det_limit_side_len": 960, "rec_batch_num": 1, "use_cls": True,
+}
 _RAPIDOCR_LOGGERS = ("RapidOCR", "OrtInferSession")
+# A pool start costs ~2 s (spawn, imports, model load per process): below this many pictures one process is quicker.
+POOL_MIN_IMAGES = 8
+POOL_IDLE_S = 60.0  # worker processes (~150 MB each) are shut down after this long without work
+MAX_AUTO_WORKERS = 8
+log = logging.getLogger("mmsearch.ocr")
 
 Point = tuple[float, float]
 
@@ -98,22 +113,26 @@ def _load_rapidocr(threads: int | None) -> Any:
             _quiet_rapidocr_logs()
             from rapidocr_onnxruntime import RapidOCR
 
-            kwargs: dict[str, Any] = {
-                # we apply our own per-engine threshold; RapidOCR's global one would be shared by all engines
-                "text_score": 0.0,
-                "max_side_len": DEFAULT_MAX_SIDE,
-                "det_limit_type": _DET_LIMIT_TYPE,
-                "det_limit_side_len": _DET_LIMIT_SIDE,
-            }
-            if threads is not None:
-                kwargs["intra_op_num_threads"] = threads
-                kwargs["inter_op_num_threads"] = 1
-            engine = RapidOCR(**kwargs)
+            engine = RapidOCR(**rapidocr_kwargs(threads))
             _quiet_rapidocr_logs()
         except Exception as exc:  # any import/model/ORT failure means "OCR unavailable"
             raise OcrUnavailable(f"RapidOCR could not be loaded: {type(exc).__name__}: {exc}") from exc
         _loaded[key] = engine
         return engine
+
+
+def rapidocr_kwargs(threads: int | None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """RapidOCR's constructor arguments: `options` (default RAPIDOCR_OPTIONS) plus our fixed settings."""
+    kwargs: dict[str, Any] = {
+        # we apply our own per-engine threshold; RapidOCR's global one would be shared by all engines
+        "text_score": 0.0,
+        "max_side_len": DEFAULT_MAX_SIDE,
+        **(RAPIDOCR_OPTIONS if options is None else options),
+    }
+    if threads is not None:
+        kwargs["intra_op_num_threads"] = threads
+        kwargs["inter_op_num_threads"] = 1
+    return kwargs
 
 
 def ocr_available() -> tuple[bool, str]:
@@ -151,9 +170,12 @@ class OcrEngine:
     - `max_side`: larger images are downscaled to this longest side first (speed; boxes are mapped back).
     - `min_side`: images with a shorter side below this hold no readable text; they give an empty result.
     - `threads`: ONNX Runtime intra-op threads; None keeps ONNX Runtime's default (all cores).
+    - `workers`: processes `read_many` spreads a batch over (0 = one per core, 1 = in this process). Each runs
+      RapidOCR with one intra-op thread: on small pictures one thread per core reads about twice as many
+      pictures per second as all cores on one picture (docs/benchmarks.md, "Demo import").
 
-    The model is loaded on first use, once per process, and shared. Calls are serialised by a lock: RapidOCR
-    keeps per-call state on the instance, and ONNX Runtime already uses every core for one image.
+    The model is loaded on first use, once per process, and shared. Calls in this process are serialised by a
+    lock: RapidOCR keeps per-call state on the instance.
     """
 
     def __init__(
@@ -163,6 +185,7 @@ class OcrEngine:
         max_side: int = DEFAULT_MAX_SIDE,
         min_side: int = DEFAULT_MIN_SIDE,
         threads: int | None = None,
+        workers: int = 1,
     ) -> None:
         if not 0.0 <= min_score <= 1.0:
             raise InvalidArgument(f"min_score must be within [0, 1], got {min_score}", field="min_score")
@@ -172,10 +195,30 @@ class OcrEngine:
             raise InvalidArgument(f"min_side must be at least 1, got {min_side}", field="min_side")
         if threads is not None and threads < 1:
             raise InvalidArgument(f"threads must be at least 1, got {threads}", field="threads")
+        if workers < 0:
+            raise InvalidArgument(f"workers must be 0 (one per core) or more, got {workers}", field="workers")
         self.min_score = min_score
         self.max_side = max_side
         self.min_side = min_side
         self.threads = threads
+        self.workers = workers or min(MAX_AUTO_WORKERS, available_cores())
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._idle_timer: threading.Timer | None = None
+        self._busy = 0
+
+    @property
+    def version(self) -> str:
+        """Everything the text read from a picture depends on; the OCR cache keys entries by it and the hash."""
+        try:
+            from importlib.metadata import version
+
+            engine = f"rapidocr_onnxruntime {version('rapidocr_onnxruntime')}"
+        except Exception:  # the version is only part of a cache key
+            engine = "rapidocr_onnxruntime"
+        params = {**RAPIDOCR_OPTIONS, "min_score": self.min_score, "max_side": self.max_side,
+                  "min_side": self.min_side}
+        return f"{engine} {json.dumps(params, sort_keys=True)}"
 
     def load(self) -> None:
         """Load the models now (e.g. at startup) instead of on the first image; raises OcrUnavailable."""
@@ -202,8 +245,65 @@ class OcrEngine:
         return OcrResult(self._lines(raw or [], width / image.size[0], height / image.size[1]))
 
     def read_many(self, images: Iterable[Image.Image]) -> list[OcrResult]:
-        """One result per image, in order (sequential: one image already uses all cores)."""
+        """One result per image, in order: across the worker processes when there are enough pictures to pay
+        for them, else here. A pool that breaks (a worker killed) is dropped and the batch read here."""
+        images = list(images)
+        for image in images:
+            if not isinstance(image, Image.Image):
+                raise InvalidArgument(f"image must be a PIL image, got {type(image).__name__}", field="image")
+        if self.workers > 1 and len(images) >= POOL_MIN_IMAGES:
+            try:
+                return self._read_pooled(images)
+            except (BrokenProcessPool, OSError) as exc:
+                log.warning("OCR worker processes failed (%s: %s); reading in this process", type(exc).__name__, exc)
+                self.close()
         return [self.read(image) for image in images]
+
+    def close(self) -> None:
+        """Stop the worker processes now (they also stop after POOL_IDLE_S without work, and at exit)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _read_pooled(self, images: list[Image.Image]) -> list[OcrResult]:
+        with self._pool_lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),  # never fork a process with ORT/Lance threads
+                    initializer=_worker_init,
+                    initargs=(self.min_score, self.max_side, self.min_side),
+                )
+            pool = self._pool
+            self._busy += 1
+        try:
+            results = list(pool.map(_worker_read, images))
+        finally:
+            with self._pool_lock:
+                self._busy -= 1
+                if self._busy == 0 and self._pool is pool:
+                    self._idle_timer = threading.Timer(POOL_IDLE_S, self._close_if_idle, args=(pool,))
+                    self._idle_timer.daemon = True
+                    self._idle_timer.start()
+        for result in results:
+            if isinstance(result, str):
+                raise OcrUnavailable(result)
+        return results  # type: ignore[return-value]
+
+    def _close_if_idle(self, pool: ProcessPoolExecutor) -> None:
+        with self._pool_lock:
+            if self._pool is not pool or self._busy:
+                return
+            self._pool = None
+            self._idle_timer = None
+        pool.shutdown(wait=True)
 
     def _lines(self, raw: Sequence[Sequence[Any]], sx: float, sy: float) -> list[OcrLine]:
         lines: list[OcrLine] = []
@@ -214,3 +314,31 @@ class OcrEngine:
             corners = tuple((float(x) * sx, float(y) * sy) for x, y in box)
             lines.append(OcrLine(text=text, score=float(score), box=corners))  # type: ignore[arg-type]
         return lines
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+_worker_engine: OcrEngine | None = None
+
+
+def _worker_init(min_score: float, max_side: int, min_side: int) -> None:
+    """In each pool process: one engine with one ONNX Runtime thread, so N processes use N cores, not N x N."""
+    global _worker_engine
+    _worker_engine = OcrEngine(min_score, max_side=max_side, min_side=min_side, threads=1, workers=1)
+
+
+def _worker_read(image: Image.Image) -> OcrResult | str:
+    """One picture in a pool process; a failure comes back as its message (our errors do not all unpickle)."""
+    assert _worker_engine is not None
+    try:
+        return _worker_engine.read(image)
+    except MMSearchError as exc:
+        return exc.message
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"

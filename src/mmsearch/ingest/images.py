@@ -40,6 +40,14 @@ class OcrReader(Protocol):
         ...
 
 
+class OcrTextCache(Protocol):
+    """OCR text by picture sha256 (encoders.ocr_cache.OcrCache)."""
+
+    def get_many(self, hashes: Iterable[str]) -> dict[str, str]: ...
+
+    def put_many(self, texts: dict[str, str]) -> None: ...
+
+
 @dataclass
 class ImageStats:
     refs: int = 0
@@ -48,6 +56,8 @@ class ImageStats:
     embedded: int = 0
     reused: int = 0
     ocr_chars: int = 0
+    ocr_read: int = 0  # pictures read by OCR in this import
+    ocr_cached: int = 0  # pictures whose OCR text came from the cache (read by an earlier import)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -83,6 +93,7 @@ class ImageIndexer:
         encoder: Encoder | None = None,
         ocr: OcrReader | None = None,
         workers: int = 8,
+        ocr_cache: OcrTextCache | None = None,
     ) -> None:
         if encoder is not None and encoder.dim != info.vector_dim:
             raise InvalidArgument(
@@ -93,6 +104,7 @@ class ImageIndexer:
         self.load = load
         self.encoder = encoder
         self.ocr = ocr
+        self.ocr_cache = ocr_cache if ocr is not None else None
         self.workers = workers
         self.stats = ImageStats()
         self._vectors: dict[str, np.ndarray] = {}
@@ -163,7 +175,28 @@ class ImageIndexer:
             for img, vec in zip(fresh, vectors, strict=True):
                 self._vectors[img.sha256] = vec
             self.stats.embedded += len(fresh)
+        texts = self._read_text(fresh) if self.ocr is not None else {}
         for img in fresh:
-            text = self.ocr.read(img.image).text.strip() if self.ocr is not None else ""
+            text = texts.get(img.sha256, "")
             self._ocr[img.sha256] = text
             self.stats.ocr_chars += len(text)
+
+    def _read_text(self, images: list[LoadedImage]) -> dict[str, str]:
+        """OCR text by hash: from the cache where an earlier import read the picture, the rest read now (in the
+        reader's process pool when it has `read_many`) and remembered."""
+        assert self.ocr is not None
+        texts = self.ocr_cache.get_many([img.sha256 for img in images]) if self.ocr_cache is not None else {}
+        self.stats.ocr_cached += len(texts)
+        pending = [img for img in images if img.sha256 not in texts]
+        if not pending:
+            return texts
+        read_many = getattr(self.ocr, "read_many", None)
+        if read_many is not None:
+            results = read_many([img.image for img in pending])
+        else:
+            results = [self.ocr.read(img.image) for img in pending]
+        fresh = {img.sha256: result.text.strip() for img, result in zip(pending, results, strict=True)}
+        self.stats.ocr_read += len(fresh)
+        if self.ocr_cache is not None:
+            self.ocr_cache.put_many(fresh)
+        return {**texts, **fresh}

@@ -42,6 +42,7 @@ from mmsearch.store.lance_filter import to_sql
 
 _ARROW = {"int32": pa.int32(), "int64": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
 _ID_CHUNK = 1_000
+_INDEX_TTL_S = 1.0  # how long a table's index list is trusted on the query path (see LanceStore._query_indexes)
 T = TypeVar("T")
 
 
@@ -131,6 +132,7 @@ class LanceStore:
         self._db: Any = None
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._index_lists: dict[str, tuple[float, dict[str, str]]] = {}  # dataset id -> (read at, indexes)
 
     # -- tables ---------------------------------------------------------------------------------------
     @property
@@ -151,10 +153,12 @@ class LanceStore:
         # import dies before its closing maintain(); rows added later are searched unindexed until then.
         self._ensure_indexes(table, info)
         self._tables[info.id] = table
+        self._index_lists.pop(info.id, None)
 
     def drop(self, dataset_id: str) -> None:
         with self._lock:
             self._tables.pop(dataset_id, None)
+            self._index_lists.pop(dataset_id, None)
         if self.exists(dataset_id):
             self.db.drop_table(dataset_id)
 
@@ -292,7 +296,7 @@ class LanceStore:
         self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]:
         table = self._table(info)
-        indexed = self._has_index(table, "_vec")
+        indexed = "_vec" in self._query_indexes(info, table)
         found = self._vector_query(info, table, vector, k, where, exact=not indexed, fields=fields)
         if indexed and where is not None and len(found) < k:
             # A selective filter can leave the probed partitions short; rank the filtered rows exactly.
@@ -320,8 +324,18 @@ class LanceStore:
     def _indexes(table: Any) -> dict[str, str]:
         return {ix.columns[0]: ix.index_type for ix in table.list_indices()}
 
-    def _has_index(self, table: Any, column: str) -> bool:
-        return column in self._indexes(table)
+    def _query_indexes(self, info: DatasetInfo, table: Any) -> dict[str, str]:
+        """The table's indexes for choosing a query plan, re-read at most once a second (`list_indices` is a Lance
+        call, ~0.5 ms; reading the table version to key a cache costs a call too). This process's index builds
+        clear it at once; another process's new index is used within a second or two, and until then the query
+        scans exactly, so a stale answer costs time, never recall."""
+        now = time.monotonic()
+        hit = self._index_lists.get(info.id)
+        if hit is not None and now - hit[0] < _INDEX_TTL_S:
+            return hit[1]
+        indexes = self._indexes(table)
+        self._index_lists[info.id] = (now, indexes)
+        return indexes
 
     def _ensure_indexes(self, table: Any, info: DatasetInfo) -> dict[str, str]:
         """The `_id` index, the full-text index and one scalar index per filterable field, where missing."""
@@ -349,7 +363,10 @@ class LanceStore:
         """Build missing indexes and fold new rows into existing ones; returns what it did. Holds the table's
         write lock: compaction rewrites files, and must not race another process's writes."""
         with self._writing(info) as table:
-            return self._maintain(table, info)
+            try:
+                return self._maintain(table, info)
+            finally:
+                self._index_lists.pop(info.id, None)  # an index built here is used by the next query
 
     def _maintain(self, table: Any, info: DatasetInfo) -> dict[str, Any]:
         done: dict[str, Any] = {}
