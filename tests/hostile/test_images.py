@@ -78,17 +78,23 @@ class RssSampler:
         return (self.peak - self.base) / 1e6
 
 
+def eight_at_once(api: Api, body: dict) -> list:
+    """The same search from eight threads at once; the answers."""
+    responses: list = []
+    threads = [threading.Thread(target=lambda: responses.append(api.search(body))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return responses
+
+
 def test_huge_query_image_is_refused_from_its_header_and_costs_no_memory(api: Api):
     assert len(BIG) < 200_000  # a small body: the size limit alone cannot stop it
     body = {"query": {"image_url": data_uri(BIG)}, "dataset_id": "products"}
     api.search(body)  # warm-up: the first request allocates pools that are not what we measure
-    responses = []
     with RssSampler() as rss:
-        threads = [threading.Thread(target=lambda: responses.append(api.search(body))) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        responses = eight_at_once(api, body)
     assert len(responses) == 8
     for r in responses:
         assert r.status_code == 400, r.text
@@ -109,13 +115,8 @@ def test_decodes_the_spec_allows_are_bounded_by_the_gate(api: Api):
     DECODES.set_limit(2)
     try:
         assert api.search(body).status_code == 200  # warm-up
-        responses = []
         with RssSampler() as rss:
-            threads = [threading.Thread(target=lambda: responses.append(api.search(body))) for _ in range(8)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            responses = eight_at_once(api, body)
     finally:
         DECODES.set_limit(Settings().max_concurrent_decodes)
     statuses = sorted(r.status_code for r in responses)

@@ -35,19 +35,9 @@ def check_request(req: SearchRequest, limits: RequestLimits) -> None:
     """The request's size and text, before anything costs work: spelling, tokenizing and encoding take time
     in proportion to the text, and a string that is not valid Unicode fails in the engine or the query log."""
     if req.text is not None:
-        if not isinstance(req.text, str):
-            raise InvalidArgument("query.text: must be a string", field="query.text")
-        if len(req.text) > limits.max_query_chars:
-            raise InvalidArgument(f"query.text: at most {limits.max_query_chars} characters, got {len(req.text)}",
-                                  field="query.text")
-        require_valid_unicode(req.text, "query.text")
+        _check_string(req.text, "query.text", limits.max_query_chars)
     if req.sort_by is not None:
-        if not isinstance(req.sort_by, str):
-            raise InvalidArgument("sort_by: must be a string", field="sort_by")
-        if len(req.sort_by) > limits.max_sort_by_chars:
-            raise InvalidArgument(f"sort_by: at most {limits.max_sort_by_chars} characters, got {len(req.sort_by)}",
-                                  field="sort_by")
-        require_valid_unicode(req.sort_by, "sort_by")
+        _check_string(req.sort_by, "sort_by", limits.max_sort_by_chars)
     if req.output_fields is not None:
         if not isinstance(req.output_fields, list | tuple) or not all(isinstance(f, str) for f in req.output_fields):
             raise InvalidArgument("output_fields: must be a list of field names", field="output_fields")
@@ -55,6 +45,14 @@ def check_request(req: SearchRequest, limits: RequestLimits) -> None:
             raise InvalidArgument(f"output_fields: at most {limits.max_output_fields} names, "
                                   f"got {len(req.output_fields)}", field="output_fields")
         require_valid_unicode(list(req.output_fields), "output_fields")
+
+
+def _check_string(value: object, field: str, max_chars: int) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field}: must be a string", field=field)
+    if len(value) > max_chars:
+        raise InvalidArgument(f"{field}: at most {max_chars} characters, got {len(value)}", field=field)
+    require_valid_unicode(value, field)
 
 
 def plan(
