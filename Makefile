@@ -46,7 +46,13 @@ $(SDK171)/.done: $(DEV_STAMP)
 test: sysdeps $(DEV_STAMP) lint $(SDK171)/.done
 	$(BIN)/pytest -q
 
-bench: $(DEV_STAMP)
+# The bench extra adds the floor's engines (tantivy, faiss-cpu) that bench/engine.py compares against.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@ $(DEV_STAMP) $(RUN_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/engine.py --n 100000
 
 clean:

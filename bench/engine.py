@@ -9,6 +9,11 @@ typed fields for filters and sorting. Generation is seeded, so two runs index th
     python bench/engine.py --n 100000
     python bench/engine.py --n 1000000 --home /data/bench   # keep the data for a look afterwards
 
+With `--floor` (the default) the same items also go into the floor of bench/floor.py (tantivy BM25 +
+faiss HNSW + numpy columns, in this process), and every query runs on both, interleaved query by query
+(the order alternates), so both see the same machine load; the ratio mmsearch p50 / floor p50 is
+mmsearch's overhead over plain parts. `--no-floor` measures mmsearch alone (no tantivy or faiss needed).
+
 Figures are printed as a table and written to docs/benchmarks.md between
 `<!-- bench:engine N=... -->` markers, so a re-run at the same N replaces its own section only.
 """
@@ -24,7 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +190,14 @@ class Results:
     peak_rss_mb: float = 0.0
     rows: int = 0
     wall_s: float = 0.0
+    # the floor (bench/floor.py), when run: same queries, interleaved with mmsearch's
+    floor_latency: dict[str, np.ndarray] = field(default_factory=dict)
+    floor_build_s: float = 0.0
+    floor_ef: int = 0
+    floor_recall: float = 0.0  # HNSW k=10 at floor_ef, unfiltered, vs exact
+    floor_recall_filtered: float = 0.0  # the hybrid query's filtered HNSW leg vs exact inside the filter, @10
+    floor_recall_filtered_k: float = 0.0  # the same @200 (the whole candidate list the sort reorders)
+    hybrid_overlap: float = 0.0  # |mmsearch top 10 & floor top 10| / 10, hybrid+filter+sort
 
     @property
     def import_rate(self) -> float:
@@ -251,6 +264,27 @@ def timed(mm: MMSearch, requests: list[SearchRequest]) -> tuple[np.ndarray, list
     return np.asarray(times), results
 
 
+def timed_pair(
+    mm: MMSearch, requests: list[SearchRequest], floor_call: Callable[[int], Any]
+) -> tuple[np.ndarray, list[Any], np.ndarray, list[Any]]:
+    """mmsearch and the floor on the same query one after the other, the order alternating every query, so
+    drift in machine load (other processes, CPU frequency) falls on both alike."""
+    for i, req in enumerate(requests[:WARMUP]):
+        mm.search(DATASET, req)
+        floor_call(i)
+    mm_times, mm_results, fl_times, fl_results = [], [], [], []
+    for i, req in enumerate(requests):
+        for who in ((0, 1) if i % 2 == 0 else (1, 0)):
+            t = time.perf_counter()
+            if who == 0:
+                mm_results.append(mm.search(DATASET, req))
+                mm_times.append((time.perf_counter() - t) * 1000)
+            else:
+                fl_results.append(floor_call(i))
+                fl_times.append((time.perf_counter() - t) * 1000)
+    return np.asarray(mm_times), mm_results, np.asarray(fl_times), fl_results
+
+
 def measure_recall(mm: MMSearch, q: Queries, pipeline_top: list[list[str]], count: int) -> tuple[float, float, float]:
     """recall@10 of the pipeline (which asks the store for recall_size candidates) and of a bare k=10
     ANN query, both against the exact top 10 of a flat scan that bypasses the vector index."""
@@ -268,7 +302,9 @@ def measure_recall(mm: MMSearch, q: Queries, pipeline_top: list[list[str]], coun
     return hit_pipe / (10 * count), hit_store / (10 * count), exact_ms / count
 
 
-def run(n: int, queries: int, recall_queries: int, home: Path, batch_size: int, console: Console) -> Results:
+def run(
+    n: int, queries: int, recall_queries: int, home: Path, batch_size: int, console: Console, floor: bool = True
+) -> Results:
     wall = time.perf_counter()
     res = Results(n=n, queries=queries)
     mm = MMSearch(Settings(home=home))
@@ -280,23 +316,65 @@ def run(n: int, queries: int, recall_queries: int, home: Path, batch_size: int, 
     res.rows = mm.stats(DATASET)["rows"]
 
     q = make_queries(world, queries)
+    res.recall_queries = min(recall_queries, queries)
     vec_req = [SearchRequest(vector=v) for v in q.vectors]
     text_req = [SearchRequest(text=t) for t in q.texts]
     hybrid_req = [SearchRequest(text=t, vector=v, filter=f, sort_by="sales", sort_order="desc")
                   for t, v, f in zip(q.texts, q.vectors, q.filters, strict=True)]
-    res.latency["vector"], vec_results = timed(mm, vec_req)
-    console.log("vector queries done")
-    res.latency["text"], _ = timed(mm, text_req)
-    console.log("text queries done")
-    res.latency["hybrid+filter+sort"], _ = timed(mm, hybrid_req)
-    console.log("hybrid queries done")
+    if not floor:
+        res.latency["vector"], vec_results = timed(mm, vec_req)
+        console.log("vector queries done")
+        res.latency["text"], _ = timed(mm, text_req)
+        console.log("text queries done")
+        res.latency["hybrid+filter+sort"], _ = timed(mm, hybrid_req)
+        console.log("hybrid queries done")
+        res.peak_rss_mb = peak_rss_mb()
+    else:
+        res.peak_rss_mb = peak_rss_mb()  # mmsearch's import and index build, before the floor adds its own
+        vec_results = run_with_floor(mm, world, q, n, res, (vec_req, text_req, hybrid_req), console)
 
-    res.recall_queries = min(recall_queries, queries)
     top = [[h.id for h in r.hits] for r in vec_results]
     res.recall_pipeline, res.recall_store, res.exact_ms = measure_recall(mm, q, top, res.recall_queries)
-    res.peak_rss_mb = peak_rss_mb()
     res.wall_s = time.perf_counter() - wall
     return res
+
+
+def run_with_floor(
+    mm: MMSearch, world: World, q: Queries, n: int, res: Results, reqs: tuple[list[SearchRequest], ...],
+    console: Console,
+) -> list[Any]:
+    """Build the floor from the same seeded items, tune its efSearch, then time both side by side."""
+    from floor import RECALL_SIZE, Floor
+
+    clock = {"s": 0.0}
+    fl = Floor.build(timed_items(world.items(n), clock), n, DIM, CATEGORIES)
+    res.floor_build_s = fl.build_s - clock["s"]
+    console.log(f"floor built in {res.floor_build_s:.1f}s (tantivy {fl.text_build_s - clock['s']:.1f}s, "
+                f"HNSW {fl.vector_build_s:.1f}s; one segment, doc id = row: {fl.docid_is_row})")
+    rq = res.recall_queries
+    res.floor_ef, res.floor_recall = fl.tune_ef(q.vectors[:rq])
+    res.floor_recall_filtered, res.floor_recall_filtered_k = fl.filtered_recall(q.vectors[:rq], q.filters[:rq])
+    console.log(f"floor efSearch={res.floor_ef}: recall@10 {res.floor_recall:.3f}, filtered "
+                f"{res.floor_recall_filtered:.3f} (@{RECALL_SIZE}: {res.floor_recall_filtered_k:.3f})")
+
+    vec_req, text_req, hybrid_req = reqs
+    k = RECALL_SIZE
+    calls: dict[str, tuple[list[SearchRequest], Callable[[int], Any]]] = {
+        "vector": (vec_req, lambda i: fl.vector(q.vectors[i], k)),
+        "text": (text_req, lambda i: fl.text(q.texts[i], k)),
+        "hybrid+filter+sort": (hybrid_req, lambda i: fl.hybrid(q.texts[i], q.vectors[i], q.filters[i], k)),
+    }
+    vec_results: list[Any] = []
+    for name, (requests, call) in calls.items():
+        res.latency[name], mm_results, res.floor_latency[name], fl_results = timed_pair(mm, requests, call)
+        console.log(f"{name} queries done (mmsearch and floor)")
+        if name == "vector":
+            vec_results = mm_results
+        if name == "hybrid+filter+sort":
+            same = [len({int(h.id[2:]) for h in r.hits} & set(f.tolist()))
+                    for r, f in zip(mm_results, fl_results, strict=True)]
+            res.hybrid_overlap = sum(same) / (10 * len(same))
+    return vec_results
 
 
 # -- reporting ---------------------------------------------------------------------------------------
@@ -315,11 +393,25 @@ def figures(res: Results) -> list[tuple[str, str]]:
     for name, lat in res.latency.items():
         p50, p95, p99 = pct(lat)
         rows.append((f"{name} latency p50 / p95 / p99", f"{p50:.1f} / {p95:.1f} / {p99:.1f} ms"))
+        if name in res.floor_latency:
+            f50, f95, f99 = pct(res.floor_latency[name])
+            rows.append((f"{name} floor p50 / p95 / p99 (ratio p50)",
+                         f"{f50:.2f} / {f95:.2f} / {f99:.2f} ms ({p50 / f50:.1f}x)"))
     rows += [
         ("recall@10, pipeline (k=recall_size)", f"{res.recall_pipeline:.3f}"),
         ("recall@10, store ANN k=10", f"{res.recall_store:.3f}"),
         ("exact (flat) search, mean", f"{res.exact_ms:.1f} ms"),
-        ("peak RSS", f"{res.peak_rss_mb:,.0f} MB"),
+    ]
+    if res.floor_latency:
+        rows += [
+            ("floor build (tantivy + faiss HNSW, M=32)", f"{res.floor_build_s:.1f} s"),
+            (f"floor recall@10, HNSW efSearch={res.floor_ef}", f"{res.floor_recall:.3f}"),
+            ("floor recall@10 / @200, filtered HNSW (hybrid leg)",
+             f"{res.floor_recall_filtered:.3f} / {res.floor_recall_filtered_k:.3f}"),
+            ("hybrid top-10 overlap, mmsearch vs floor", f"{res.hybrid_overlap:.3f}"),
+        ]
+    rows += [
+        ("peak RSS" + (" (mmsearch, before the floor)" if res.floor_latency else ""), f"{res.peak_rss_mb:,.0f} MB"),
         ("benchmark wall time", f"{res.wall_s:.0f} s"),
     ]
     return rows
@@ -352,6 +444,39 @@ def _fmt(v: float, unit: str) -> str:
     return f"{v:,.1f} {unit}" if unit else f"{v:.3f}"
 
 
+def floor_lines(res: Results) -> list[str]:
+    """mmsearch against the floor, kind by kind, for the section (empty with --no-floor)."""
+    if not res.floor_latency:
+        return []
+    from importlib.metadata import version
+
+    out = [
+        "",
+        f"Same-run floor (bench/floor.py: tantivy {version('tantivy')} BM25 in RAM over the same tokens, "
+        f"faiss-cpu {version('faiss-cpu')} HNSW M=32 efSearch={res.floor_ef} inner product, numpy masks and sort key; "
+        "hybrid: both channels inside the filter, weighted fusion as search/fuse.py, sort by sales, page of 10; "
+        "the two channels run one after the other). Each query runs on mmsearch and the floor back to back, "
+        "the order alternating, so both see the same load.",
+        "",
+        "| kind | mmsearch p50 / p99 | floor p50 / p99 | ratio (p50) |",
+        "|---|---|---|---|",
+    ]
+    for name, lat in res.latency.items():
+        p50, _, p99 = pct(lat)
+        f50, _, f99 = pct(res.floor_latency[name])
+        out.append(f"| {name} | {p50:.1f} / {p99:.1f} ms | {f50:.2f} / {f99:.2f} ms | {p50 / f50:.1f}x |")
+    out += [
+        "",
+        f"Floor recall: {res.floor_recall:.3f} @10 (HNSW k=10, unfiltered); filtered, k=200 as in the hybrid "
+        f"query: {res.floor_recall_filtered:.3f} @10, {res.floor_recall_filtered_k:.3f} @200; against exact "
+        "search (inside the filter when filtered). The filtered search widens efSearch by 1 / (fraction kept), "
+        "capped at 4096, or it returns fewer than 200. Hybrid top-10 overlap mmsearch vs floor: "
+        f"{res.hybrid_overlap:.3f} (the sort by sales picks from the whole fused list, so any difference in "
+        "the deep candidates shows on the page).",
+    ]
+    return out
+
+
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
@@ -368,7 +493,8 @@ def markdown(res: Results, store_ann: str) -> str:
         f"### Engine, N = {res.n:,}",
         "",
         f"Run {today} on {machine()}; lancedb {lancedb.__version__}, pylance {lance.__version__}. "
-        f"`python bench/engine.py --n {res.n} --queries {res.queries}`.",
+        f"`python bench/engine.py --n {res.n} --queries {res.queries}"
+        f"{'' if res.floor_latency else ' --no-floor'}`.",
         "",
         f"Built by `maintain()` after the import: {built}. Query-time ANN settings: {store_ann}.",
         "",
@@ -385,6 +511,7 @@ def markdown(res: Results, store_ann: str) -> str:
         f"Latency is per `MMSearch.search` call (catalog lookup, planning, recall, fusion, sort, paging), "
         f"{res.queries} queries of each kind after {WARMUP} warm-up queries, one at a time. Recall is over "
         f"{res.recall_queries} queries.",
+        *floor_lines(res),
         "<!-- /bench:engine -->",
     ]
     return "\n".join(lines)
@@ -420,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recall-queries", type=int, default=100, help="queries for recall@10 (exact is slow)")
     parser.add_argument("--batch-size", type=int, default=5_000, help="items per import batch")
     parser.add_argument("--home", type=Path, default=None, help="data directory (default: a temp dir, removed)")
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the tantivy + faiss + numpy floor (bench/floor.py), interleaved")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if args.queries < 1 or args.n < 1:
@@ -428,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     home = args.home or Path(tempfile.mkdtemp(prefix="mmsearch-bench-"))
     try:
-        res = run(args.n, args.queries, args.recall_queries, home, args.batch_size, console)
+        res = run(args.n, args.queries, args.recall_queries, home, args.batch_size, console, args.floor)
         ann = MMSearch(Settings(home=home)).store.ann
     finally:
         if args.home is None:
