@@ -11,8 +11,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -55,10 +57,9 @@ def corpus_images() -> list[WebImage]:
     return out
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("iqs")
-    mm = MMSearch(Settings(home=home, ocr=False), encoder=None)
+def serve_corpus(home: Path, **settings: Any) -> Iterator[LiveServer]:
+    """A live server over a web corpus of the 25 pictures; `live.mm` is its engine."""
+    mm = MMSearch(Settings(home=home, ocr=False, **settings), encoder=None)
     with WebCorpus(mm, "web", CorpusConfig(min_side=100)) as corpus:
         corpus.ensure_dataset()
         report = corpus.add(corpus_images())
@@ -66,6 +67,11 @@ def server(tmp_path_factory):
     with LiveServer(create_app(mm)) as live:
         live.mm = mm  # type: ignore[attr-defined]
         yield live
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    yield from serve_corpus(tmp_path_factory.mktemp("iqs"))
 
 
 @pytest.fixture(autouse=True)

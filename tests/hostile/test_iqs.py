@@ -20,13 +20,12 @@ from live import LiveServer
 from mmsearch.api.app import create_app
 from mmsearch.api.iqs import SDK_PATH
 from mmsearch.config import Settings
-from mmsearch.core import MMSearch
 from mmsearch.errors import InvalidArgument, Unavailable
 from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus
 from mmsearch.ingest.web.laion import read_laion
 from mmsearch.ingest.web.warc import import_warcs
 from mmsearch.media import FetchConfig
-from test_api_iqs import corpus_images, request, sdk
+from test_api_iqs import _no_proxy, corpus_images, request, sdk, serve_corpus  # noqa: F401 (autouse fixture)
 from test_web_crawl import LOOPBACK, Run, engine, items_by_path
 from web_fixture import LAST_MODIFIED, FixtureSite
 
@@ -37,20 +36,7 @@ IQS_KEYS = {"requestId", "code", "message"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("iqs-hostile")
-    mm = MMSearch(Settings(home=home, ocr=False, max_body_bytes=BODY_LIMIT), encoder=None)
-    with WebCorpus(mm, "web", CorpusConfig(min_side=100)) as corpus:
-        corpus.ensure_dataset()
-        assert corpus.add(corpus_images()).imported == 25
-    with LiveServer(create_app(mm)) as live:
-        live.mm = mm  # type: ignore[attr-defined]
-        yield live
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    yield from serve_corpus(tmp_path_factory.mktemp("iqs-hostile"), max_body_bytes=BODY_LIMIT)
 
 
 _made = iter(range(10**6))
