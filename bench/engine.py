@@ -198,6 +198,9 @@ class Results:
     floor_recall_filtered: float = 0.0  # the hybrid query's filtered HNSW leg vs exact inside the filter, @10
     floor_recall_filtered_k: float = 0.0  # the same @200 (the whole candidate list the sort reorders)
     hybrid_overlap: float = 0.0  # |mmsearch top 10 & floor top 10| / 10, hybrid+filter+sort
+    serving_build_s: float = 0.0  # the serving index from a full table scan (no snapshot)
+    ivf_build_s: float = 0.0
+    serving_memory: dict[str, int] = field(default_factory=dict)
 
     @property
     def import_rate(self) -> float:
@@ -287,19 +290,52 @@ def timed_pair(
 
 def measure_recall(mm: MMSearch, q: Queries, pipeline_top: list[list[str]], count: int) -> tuple[float, float, float]:
     """recall@10 of the pipeline (which asks the store for recall_size candidates) and of a bare k=10
-    ANN query, both against the exact top 10 of a flat scan that bypasses the vector index."""
+    vector search, both against the exact top 10 of a numpy scan over every stored vector."""
     store, info = mm.store, mm.dataset(DATASET)
-    table = store._table(info)
+    index = store.serving_index(info)
+    matrix = index.vectors.matrix.view()[: index.view.rows]
+    alive = index.view.alive & index.vectors.has.view()[: index.view.rows]
     hit_pipe = hit_store = 0
     exact_ms = 0.0
     for i in range(count):
         t = time.perf_counter()
-        exact = {c.id for c in store._vector_query(info, table, q.vectors[i], 10, None, exact=True)}
+        scores = np.where(alive, matrix @ q.vectors[i], -np.inf)
+        exact = {index.ids[r] for r in np.argpartition(-scores, 10)[:10]}
         exact_ms += (time.perf_counter() - t) * 1000
-        ann = {c.id for c in store._vector_query(info, table, q.vectors[i], 10, None, exact=False)}
+        ann = {c.id for c in store.vector_search(info, q.vectors[i], 10)}
         hit_pipe += len(exact & set(pipeline_top[i]))
         hit_store += len(exact & ann)
     return hit_pipe / (10 * count), hit_store / (10 * count), exact_ms / count
+
+
+def load_serving(mm: MMSearch, console: Console) -> tuple[float, float, dict[str, int]]:
+    """Build the serving index from the table (what a server does on first use without a snapshot), then
+    train its IVF, both inline so they can be timed; returns (build s, IVF s, memory by part)."""
+    mm.store.serving.background = False
+    info = mm.dataset(DATASET)
+    from mmsearch.store.serving.vectors import VectorIndex
+
+    t = time.perf_counter()
+    trained: dict[str, float] = {}
+    original = VectorIndex.build_ivf
+
+    def timed_build(self: VectorIndex, rows: int) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(self, rows)
+        finally:
+            trained["s"] = time.perf_counter() - started
+
+    VectorIndex.build_ivf = timed_build  # type: ignore[method-assign]
+    try:
+        index = mm.store.serving_index(info)
+    finally:
+        VectorIndex.build_ivf = original  # type: ignore[method-assign]
+    total = time.perf_counter() - t
+    ivf_s = trained.get("s", 0.0)
+    console.log(f"serving index: {total - ivf_s:.1f}s from the table, IVF {ivf_s:.1f}s; memory {index.memory()}")
+    mm.store.serving.background = True
+    return total - ivf_s, ivf_s, index.memory()
 
 
 def run(
@@ -314,6 +350,7 @@ def run(
     res.import_s, res.generate_s, res.maintain_s, res.maintenance = build(mm, world, n, batch_size, console)
     console.log(f"import {res.import_s:.1f}s, index build {res.maintain_s:.1f}s: {res.maintenance}")
     res.rows = mm.stats(DATASET)["rows"]
+    res.serving_build_s, res.ivf_build_s, res.serving_memory = load_serving(mm, console)
 
     q = make_queries(world, queries)
     res.recall_queries = min(recall_queries, queries)
@@ -389,6 +426,8 @@ def figures(res: Results) -> list[tuple[str, str]]:
         ("import rate", f"{res.import_rate:,.0f} items/s ({res.import_s - res.generate_s:.1f} s; "
                         f"+{res.generate_s:.1f} s generating items)"),
         ("index build (maintain)", f"{res.maintain_s:.1f} s"),
+        ("serving index from the table / IVF training", f"{res.serving_build_s:.1f} s / {res.ivf_build_s:.1f} s"),
+        ("serving index memory", ", ".join(f"{k} {v / 2**20:,.0f} MB" for k, v in res.serving_memory.items())),
     ]
     for name, lat in res.latency.items():
         p50, p95, p99 = pct(lat)
@@ -399,7 +438,7 @@ def figures(res: Results) -> list[tuple[str, str]]:
                          f"{f50:.2f} / {f95:.2f} / {f99:.2f} ms ({p50 / f50:.1f}x)"))
     rows += [
         ("recall@10, pipeline (k=recall_size)", f"{res.recall_pipeline:.3f}"),
-        ("recall@10, store ANN k=10", f"{res.recall_store:.3f}"),
+        ("recall@10, vector search k=10", f"{res.recall_store:.3f}"),
         ("exact (flat) search, mean", f"{res.exact_ms:.1f} ms"),
     ]
     if res.floor_latency:
@@ -420,12 +459,17 @@ def figures(res: Results) -> list[tuple[str, str]]:
 # The issue's targets for 1M items on 2 cores: (figure, limit, measured value, unit, higher is better).
 def targets(res: Results) -> list[tuple[str, float, float, str, bool]]:
     p50, _, p99 = pct(res.latency["hybrid+filter+sort"])
-    return [
+    out = [
         ("hybrid+filter+sort p50", 15.0, p50, "ms", False),
         ("hybrid+filter+sort p99", 60.0, p99, "ms", False),
+        ("text p50", 5.0, pct(res.latency["text"])[0], "ms", False),
         ("recall@10 (pipeline)", 0.95, res.recall_pipeline, "", True),
         ("peak RSS", 3072.0, res.peak_rss_mb, "MB", False),
     ]
+    if "hybrid+filter+sort" in res.floor_latency:
+        ratio = p50 / pct(res.floor_latency["hybrid+filter+sort"])[0]
+        out.append(("hybrid+filter+sort p50 / floor p50", 2.0, ratio, "x", False))
+    return out
 
 
 def target_lines(res: Results) -> list[str]:
@@ -496,7 +540,7 @@ def markdown(res: Results, store_ann: str) -> str:
         f"`python bench/engine.py --n {res.n} --queries {res.queries}"
         f"{'' if res.floor_latency else ' --no-floor'}`.",
         "",
-        f"Built by `maintain()` after the import: {built}. Query-time ANN settings: {store_ann}.",
+        f"Built by `maintain()` after the import: {built}. Serving index: {store_ann}.",
         "",
         "| figure | value |",
         "|---|---|",
@@ -529,10 +573,11 @@ clustered, L2-normalised vectors in `_vector`; Zipf-distributed Chinese titles; 
 string, bool and array<string> fields), then `MMSearch.search`. Query kinds: *vector* (a query
 embedding only), *text* (one or two title words), *hybrid+filter+sort* (text + vector, a filter on
 category, price range and stock keeping about 20% of the items, sorted by sales). Recall@10 is
-measured against an exact flat scan that bypasses the vector index. The import rate counts library
+measured against an exact numpy scan over every stored vector. The import rate counts library
 work only; the time spent generating the synthetic items is shown beside it. "Index build" is the
-`maintain()` call at the end of the import (vector index training, then `optimize` folding every row
-into all indexes).
+`maintain()` call at the end of the import (scalar indexes, `optimize`); "serving index" is what a server
+does on first use without a snapshot: read every row from the table into the in-memory index
+(store/serving), then train the IVF.
 """
 
 
@@ -559,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         res = run(args.n, args.queries, args.recall_queries, home, args.batch_size, console, args.floor)
         ann = MMSearch(Settings(home=home)).store.ann
+        store_ann = f"IVF-SQ8 past min_rows={ann.min_rows} vectors, nprobe={ann.nprobe} (widened by 0.2 / kept " \
+                    f"fraction under a filter), exact re-scoring"
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -569,7 +616,6 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in figures(res):
         table.add_row(k, v)
     console.print(table)
-    store_ann = f"nprobes={ann.nprobes}, refine_factor={ann.refine_factor}, min_rows={ann.min_rows}"
     if not args.no_record:
         record(markdown(res, store_ann), args.n)
         console.log(f"recorded in {DOC}")

@@ -1,4 +1,4 @@
-"""The vector index: built by `maintain` past `ann_min_rows`, still exact on top, exact under filters."""
+"""The vector index: an IVF the serving index trains past `ann_min_rows`, still exact on top, exact under filters."""
 
 from __future__ import annotations
 
@@ -41,15 +41,18 @@ def indexed(tmp_path_factory):
         for i, v in enumerate(vectors)
     ])
     assert report.imported == ROWS
-    assert "_vec" in report.maintenance
+    engine.store.serving.background = False  # train the IVF as the index loads, not on a thread
+    engine.store.serving_index(engine.dataset("ann"))
     return engine, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def test_maintain_builds_the_vector_index(indexed):
+def test_the_serving_index_trains_an_ivf(indexed):
     engine, _ = indexed
     stats = engine.stats("ann")
     assert stats["vectors"] == ROWS
-    assert "_vec" in stats["indexes"]
+    assert stats["serving"]["ivf"] is True and stats["serving"]["rows"] == ROWS
+    assert engine.store.serving_index(engine.dataset("ann")).vectors.indexed == ROWS
+    assert "_vec" not in stats["indexes"]  # Lance keeps no vector index: queries never reach it
     assert engine.store.maintain(engine.dataset("ann")) == {}  # nothing left to build
 
 
@@ -89,9 +92,9 @@ def test_no_index_below_the_threshold(tmp_path):
     engine.create_dataset("small", SCHEMA, vector_dim=DIM)
     vectors = _clustered()[:299]
     engine.import_items("small", [{"id": f"i{i}", "_vector": v.tolist()} for i, v in enumerate(vectors)])
-    assert "_vec" not in engine.stats("small")["indexes"]
     result = engine.search("small", SearchRequest(vector=vectors[17], channels=("vlm",)))
     assert ids(result)[0] == "i17"
+    assert engine.stats("small")["serving"]["ivf"] is False
 
 
 def test_ann_min_rows_has_a_floor():

@@ -66,7 +66,7 @@ def test_dataset_lifecycle_json(cli, files):
 
     shown = json.loads(cli("dataset", "show", "shoes", "--json").stdout)
     assert shown["stats"]["rows"] == 3
-    assert "_text" in shown["stats"]["indexes"] and "f_status" in shown["stats"]["indexes"]
+    assert "_id" in shown["stats"]["indexes"] and "f_status" in shown["stats"]["indexes"]
 
     dropped = json.loads(cli("dataset", "drop", "shoes", "--yes", "--json").stdout)
     assert dropped == {"id": "shoes", "dropped": True}

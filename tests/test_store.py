@@ -161,9 +161,13 @@ def test_stats(products, product_items):
     stats = products.stats("products")
     assert stats["rows"] == len(product_items)
     assert stats["vectors"] == len(product_items)
-    assert "_text" in stats["indexes"]
-    assert {"f_category", "f_status", "f_price", "f_on_sale", "f_tags", "f_sizes"} <= set(stats["indexes"])
-    assert "_vec" not in stats["indexes"]  # far below ann_min_rows: exact search
+    assert {"_id", "f_category", "f_status", "f_price", "f_on_sale", "f_tags", "f_sizes"} <= set(stats["indexes"])
+    assert "_text" not in stats["indexes"] and "_vec" not in stats["indexes"]  # served from memory, not Lance
+    products.search("products", SearchRequest(text="shoe"))  # loads the serving index
+    serving = products.stats("products")["serving"]
+    assert serving["rows"] == len(product_items) and serving["dead_rows"] == 0
+    assert serving["ivf"] is False  # far below ann_min_rows: exact search
+    assert serving["memory_bytes"]["documents"] > 0
 
 
 def test_rows_are_searchable_before_maintain(store, info):

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     vlm_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the vlm channel")
     fusion: str = Field(default="weighted", pattern="^(weighted|rrf)$")
     ann_min_rows: int = Field(
-        default=50_000, ge=256, description="rows with a vector before an ANN index replaces exact search"
+        default=10_000, ge=256, description="rows with a vector before an IVF index replaces exact vector search"
     )
     vector_dim: int | None = Field(
         default=None, ge=2, le=8192, description="embedding dimension of new datasets (default: the model's)"

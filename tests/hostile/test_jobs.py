@@ -286,7 +286,7 @@ def test_background_worker_maintains_once_the_queue_drains_not_after_every_job(h
     finally:
         runner.stop()
     table.checkout_latest()
-    assert table.index_stats("_text_idx").num_unindexed_rows == 0
+    assert table.index_stats("_id_idx").num_unindexed_rows == 0
     assert table.count_rows() == 121
     # one commit per job plus one maintenance (a few versions); maintaining after each job made 20 or more
     assert table.version - before <= len(jobs) + 4, table.version - before

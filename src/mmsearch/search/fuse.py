@@ -22,22 +22,22 @@ def channel_scores(channel: str, candidates: list[Candidate]) -> dict[str, float
 
 
 def fuse(recalled: dict[str, list[Candidate]], options: SearchOptions) -> list[SearchHit]:
-    hits: dict[str, SearchHit] = {}
-    unclipped: dict[str, float] = {}
+    # per id: [fused score, unclipped tie-break sum, per-channel scores, values of the first channel seen]
+    acc: dict[str, list] = {}
     ran = [ch for ch in recalled if recalled[ch]]
     total_weight = sum(options.weights.get(ch, 0.0) for ch in ran) or 1.0
+    rrf = options.fusion == "rrf"
     for channel in ran:
         weight = options.weights.get(channel, 0.0)
-        normalised = channel_scores(channel, recalled[channel])
-        for rank, cand in enumerate(recalled[channel], start=1):
-            hit = hits.get(cand.id)
-            if hit is None:
-                hit = hits[cand.id] = SearchHit(id=cand.id, fields=dict(cand.values), score=0.0)
-            hit.recall[channel] = normalised[cand.id]
-            raw = normalised[cand.id] if channel == "text" else cand.score
-            unclipped[cand.id] = unclipped.get(cand.id, 0.0) + weight * raw
-            if options.fusion == "rrf":
-                hit.score += weight / (options.rrf_k + rank)
-            else:
-                hit.score += weight * normalised[cand.id] / total_weight
-    return sorted(hits.values(), key=lambda h: (-h.score, -unclipped[h.id], h.id))
+        candidates = recalled[channel]
+        normalised = channel_scores(channel, candidates)
+        for rank, cand in enumerate(candidates, start=1):
+            entry = acc.get(cand.id)
+            if entry is None:
+                entry = acc[cand.id] = [0.0, 0.0, {}, cand.values]
+            s = normalised[cand.id]
+            entry[2][channel] = s
+            entry[1] += weight * (s if channel == "text" else cand.score)
+            entry[0] += weight / (options.rrf_k + rank) if rrf else weight * s / total_weight
+    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    return [SearchHit(id=i, fields=dict(e[3]), score=e[0], recall=e[2]) for i, e in ranked]

@@ -56,7 +56,11 @@ def sort_hits(hits: list[SearchHit], sort_by: str | None, sort_order: str) -> li
     if not sort_by:
         return hits
     descending = sort_order == "desc"
-    keyed = [(sort_value(h.fields, sort_by, descending), h) for h in hits]
+    if "." not in sort_by:  # a top-level field: its value is a scalar (or missing) in nearly every case
+        keyed = [(v if isinstance(v := h.fields.get(sort_by, _MISSING), bool | int | float | str) or v is _MISSING
+                  else sort_value(h.fields, sort_by, descending), h) for h in hits]
+    else:
+        keyed = [(sort_value(h.fields, sort_by, descending), h) for h in hits]
     present = [(v, h) for v, h in keyed if v is not _MISSING]
     missing = [h for v, h in keyed if v is _MISSING]
     present.sort(key=lambda p: _key(p[0]), reverse=descending)

@@ -1,5 +1,9 @@
 """LanceDB store: one table per dataset under `<home>/tables`, upserts via merge_insert (atomic per batch).
 
+The table is the store of record; queries are served from the in-memory serving index beside it
+(store/serving: BM25 postings, an IVF over the vectors, typed columns, documents), which follows the table
+through the change journal every write here appends under the table's write lock.
+
 Columns: `_id` (primary key as a string), `_doc` (the item as JSON, returned as display fields),
 `_text` (tokenised searchable text and OCR text), `_media` (per-image size, hash and OCR text, JSON),
 `_vec` (item embedding, nullable) and one
@@ -11,7 +15,6 @@ fetching the documents of a page (and deletes and upserts) index lookups instead
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import tempfile
@@ -32,36 +35,29 @@ except ImportError:  # pragma: no cover - not POSIX: in-process threads are stil
     fcntl = None  # type: ignore[assignment]
 import numpy as np
 import pyarrow as pa
-from lancedb.index import FTS, Bitmap, BTree, HnswPq, HnswSq, IvfFlat, IvfPq, IvfSq, LabelList
+from lancedb.index import Bitmap, BTree, LabelList
 
 from mmsearch.errors import AlreadyExists, NotFound
 from mmsearch.schema.fields import DatasetInfo, FieldSpec
 from mmsearch.schema.filters import Filter
 from mmsearch.store.base import Candidate, Record, RerankFeatures, UpsertResult
 from mmsearch.store.lance_filter import to_sql
+from mmsearch.store.serving.index import ServingIndex
+from mmsearch.store.serving.live import LiveIndexes
+from mmsearch.store.serving.vectors import VectorConfig
 
 _ARROW = {"int32": pa.int32(), "int64": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "string": pa.string()}
 _ID_CHUNK = 1_000
-_INDEX_TTL_S = 1.0  # how long a table's index list is trusted on the query path (see LanceStore._query_indexes)
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class AnnConfig:
-    """When and how the vector index is built, and how hard a query searches it.
+    """When the serving index trains an IVF over the vectors (below `min_rows`, vector search is an exact
+    scan), and how many of its lists a query probes (bench/vector_index.py chose IVF-SQ8, nprobe 32)."""
 
-    Below `min_rows` vectors, search is exact (a flat scan is fast and has perfect recall there).
-    IVF_SQ (8-bit scalar quantisation, about sqrt(rows) partitions) was chosen by bench/engine.py on
-    clustered 512-d vectors: at 100k it builds ~10x faster than IVF_PQ (64 sub-vectors), whose codes
-    are too coarse there (recall@10 0.30 before re-ranking, so it needed refine_factor=10 and ~35 ms a
-    query); SQ reaches recall@10 ~0.97 unrefined. refine_factor=1 re-ranks the k returned rows with
-    exact distances, so fusion sees true cosine scores and the top 10 of the pipeline's k=200 are exact.
-    """
-
-    min_rows: int = 50_000
-    index_type: str = "IVF_SQ"
-    nprobes: int = 16
-    refine_factor: int = 1
+    min_rows: int = 10_000
+    nprobe: int = 32
 
 
 def arrow_schema(info: DatasetInfo) -> pa.Schema:
@@ -132,7 +128,7 @@ class LanceStore:
         self._db: Any = None
         self._tables: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._index_lists: dict[str, tuple[float, dict[str, str]]] = {}  # dataset id -> (read at, indexes)
+        self.serving = LiveIndexes(self, self.root, VectorConfig(min_rows=self.ann.min_rows, nprobe=self.ann.nprobe))
 
     # -- tables ---------------------------------------------------------------------------------------
     @property
@@ -148,17 +144,16 @@ class LanceStore:
     def create(self, info: DatasetInfo) -> None:
         if self.exists(info.id):
             raise AlreadyExists(f"dataset_id: table {info.id!r} already exists in the store", field="dataset_id")
+        self.serving.forget(info.id)  # a journal or snapshot left by a table of the same name
         table = self.db.create_table(info.id, schema=arrow_schema(info))
-        # Built on the empty table, so text search and filters work from the first row on, even if an
-        # import dies before its closing maintain(); rows added later are searched unindexed until then.
+        # Built on the empty table, so lookups by id and filtered counts are index lookups from the first row on
         self._ensure_indexes(table, info)
         self._tables[info.id] = table
-        self._index_lists.pop(info.id, None)
 
     def drop(self, dataset_id: str) -> None:
         with self._lock:
             self._tables.pop(dataset_id, None)
-            self._index_lists.pop(dataset_id, None)
+        self.serving.forget(dataset_id)
         if self.exists(dataset_id):
             self.db.drop_table(dataset_id)
 
@@ -175,12 +170,19 @@ class LanceStore:
 
     # -- writes ---------------------------------------------------------------------------------------
     @contextmanager
-    def _writing(self, info: DatasetInfo) -> Iterator[Any]:
-        """The table at its latest version, under the table's write lock."""
+    def _writing(self, info: DatasetInfo, upsert: list[str] = (), delete: list[str] = ()) -> Iterator[Any]:  # type: ignore[assignment]
+        """The table at its latest version, under the table's write lock. What the block commits is journaled
+        (versions and the ids named) before the lock is released, so every process's serving index can follow."""
         with table_write_lock(self.root, info.id):
             table = self._table(info)
             table.checkout_latest()
-            yield table
+            before = int(table.version)
+            try:
+                yield table
+            finally:
+                after = int(table.version)
+                if after != before:
+                    self.serving.journal(info.id).append(before, after, upsert, delete)
 
     def _to_arrow(self, info: DatasetInfo, records: list[Record]) -> pa.Table:
         schema = arrow_schema(info)
@@ -211,7 +213,7 @@ class LanceStore:
             return UpsertResult(0, 0)
         unique = list({r.id: r for r in records}.values())
         data = self._to_arrow(info, unique)
-        with self._writing(info) as table:
+        with self._writing(info, upsert=[r.id for r in unique]) as table:
             result = retry_conflicts(lambda: (
                 table.merge_insert("_id")
                 .when_matched_update_all()
@@ -223,7 +225,7 @@ class LanceStore:
 
     def delete(self, info: DatasetInfo, ids: list[str]) -> int:
         deleted = 0
-        with self._writing(info) as table:
+        with self._writing(info, delete=list(dict.fromkeys(ids))) as table:
             for start in range(0, len(ids), _ID_CHUNK):
                 chunk = list(dict.fromkeys(ids[start : start + _ID_CHUNK]))
                 predicate = _in_ids(chunk)
@@ -233,32 +235,28 @@ class LanceStore:
                     deleted += found
         return deleted
 
-    # -- reads ----------------------------------------------------------------------------------------
+    # -- reads (served from memory) -------------------------------------------------------------------
+    def serving_index(self, info: DatasetInfo) -> ServingIndex:
+        """The dataset's in-memory index, caught up with the table (see store/serving/live.py)."""
+        return self.serving.get(info)
+
     def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]:
-        table = self._table(info)
+        index = self.serving_index(info)
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = list(dict.fromkeys(ids[start : start + _ID_CHUNK]))
-            rows = table.search().where(_in_ids(chunk)).select(["_id", "_doc"]).limit(len(chunk)).to_arrow()
-            for i, d in zip(rows["_id"].to_pylist(), rows["_doc"].to_pylist(), strict=True):
-                found[i] = json.loads(d)
+        for i in dict.fromkeys(ids):
+            row = index.live_row(i)
+            if row is not None:
+                found[i] = index.document(row)
         return found
 
     def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
-        """One `_id IN (...)` lookup per 1,000 ids for the document, the vector and the media of each."""
-        table = self._table(info)
+        index = self.serving_index(info)
         found: dict[str, RerankFeatures] = {}
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = list(dict.fromkeys(ids[start : start + _ID_CHUNK]))
-            rows = (
-                table.search().where(_in_ids(chunk)).select(["_id", "_doc", "_vec", "_media"])
-                .limit(len(chunk)).to_arrow()
-            )
-            vectors = _vectors(rows["_vec"].combine_chunks(), info.vector_dim)
-            for n, (i, d, m) in enumerate(zip(
-                rows["_id"].to_pylist(), rows["_doc"].to_pylist(), rows["_media"].to_pylist(), strict=True
-            )):
-                found[i] = RerankFeatures(doc=json.loads(d), vector=vectors[n], media=json.loads(m) if m else [])
+        for i in dict.fromkeys(ids):
+            row = index.live_row(i)
+            if row is not None:
+                found[i] = RerankFeatures(doc=index.document(row), vector=index.vector_of(row),
+                                          media=index.media_of(row))
         return found
 
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
@@ -266,6 +264,7 @@ class LanceStore:
         return [found[i] for i in ids if i in found]
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int:
+        """Counted by the table (no serving index needed: `datasets list` counts every dataset)."""
         return self._table(info).count_rows(to_sql(where) if where else None)
 
     def count_vectors(self, info: DatasetInfo) -> int:
@@ -286,71 +285,62 @@ class LanceStore:
     ) -> list[Candidate]:
         if not tokens:
             return []
-        query = self._table(info).search(" ".join(tokens), query_type="fts", fts_columns="_text")
-        if where is not None:
-            query = query.where(to_sql(where), prefilter=True)
-        rows = query.select(["_id", "_score", *_value_columns(info, fields)]).limit(k).to_arrow()
-        return _candidates(info, rows, rows["_score"].to_numpy(), fields)
+        index = self.serving_index(info)
+        ids, scores, rows = index.text_search(tokens, k, where)
+        return _candidates(index, ids, scores, rows, fields)
 
     def vector_search(
         self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]:
-        table = self._table(info)
-        indexed = "_vec" in self._query_indexes(info, table)
-        found = self._vector_query(info, table, vector, k, where, exact=not indexed, fields=fields)
-        if indexed and where is not None and len(found) < k:
-            # A selective filter can leave the probed partitions short; rank the filtered rows exactly.
-            found = self._vector_query(info, table, vector, k, where, exact=True, fields=fields)
-        return found
+        index = self.serving_index(info)
+        ids, scores, rows = index.vector_search(np.asarray(vector, dtype=np.float32), k, where)
+        return _candidates(index, ids, scores, rows, fields)
 
-    def _vector_query(
-        self, info: DatasetInfo, table: Any, vector: np.ndarray, k: int, where: Filter | None, exact: bool,
-        fields: tuple[str, ...] = (),
-    ) -> list[Candidate]:
-        query = table.search(np.asarray(vector, dtype=np.float32), vector_column_name="_vec").distance_type("cosine")
-        if exact:
-            query = query.bypass_vector_index()
-        else:
-            query = query.nprobes(self.ann.nprobes)
-            if self.ann.refine_factor:
-                query = query.refine_factor(self.ann.refine_factor)
-        if where is not None:
-            query = query.where(to_sql(where), prefilter=True)
-        rows = query.select(["_id", "_distance", *_value_columns(info, fields)]).limit(k).to_arrow()
-        return _candidates(info, rows, 1.0 - rows["_distance"].to_numpy(), fields)
+    # -- the serving index's source (store/serving/live.Source) ----------------------------------------
+    def latest_version(self, info: DatasetInfo, refresh: bool = False) -> int:
+        table = self._table(info)
+        if refresh:
+            table.checkout_latest()
+        return int(table.version)
+
+    def scan_all(self, info: DatasetInfo) -> tuple[int, Iterator[pa.Table]]:
+        """Every row at the table's latest version, with that version."""
+        table = self._table(info)
+        table.checkout_latest()
+        dataset = table.to_lance()
+        columns = arrow_schema(info).names
+
+        def batches() -> Iterator[pa.Table]:
+            for batch in dataset.to_batches(columns=columns, batch_size=16_384):
+                yield pa.Table.from_batches([batch])
+
+        return int(dataset.version), batches()
+
+    def fetch_rows(self, info: DatasetInfo, ids: list[str], min_version: int) -> pa.Table:
+        """The current rows of `ids` (those that exist), read at `min_version` or later."""
+        table = self._table(info)
+        if int(table.version) < min_version:
+            table.checkout_latest()
+        columns = arrow_schema(info).names
+        parts = []
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            parts.append(table.search().where(_in_ids(chunk)).select(columns).limit(len(chunk)).to_arrow())
+        return pa.concat_tables(parts).select(columns) if parts else arrow_schema(info).empty_table()
 
     # -- maintenance ----------------------------------------------------------------------------------
     @staticmethod
     def _indexes(table: Any) -> dict[str, str]:
         return {ix.columns[0]: ix.index_type for ix in table.list_indices()}
 
-    def _query_indexes(self, info: DatasetInfo, table: Any) -> dict[str, str]:
-        """The table's indexes for choosing a query plan, re-read at most once a second (`list_indices` is a Lance
-        call, ~0.5 ms; reading the table version to key a cache costs a call too). This process's index builds
-        clear it at once; another process's new index is used within a second or two, and until then the query
-        scans exactly, so a stale answer costs time, never recall."""
-        now = time.monotonic()
-        hit = self._index_lists.get(info.id)
-        if hit is not None and now - hit[0] < _INDEX_TTL_S:
-            return hit[1]
-        indexes = self._indexes(table)
-        self._index_lists[info.id] = (now, indexes)
-        return indexes
-
     def _ensure_indexes(self, table: Any, info: DatasetInfo) -> dict[str, str]:
-        """The `_id` index, the full-text index and one scalar index per filterable field, where missing."""
+        """The `_id` index (lookups by id, upserts, deletes) and one scalar index per filterable field (counts
+        with a filter), where missing. Text and vector search are served by the serving index, not Lance."""
         indexes = self._indexes(table)
         made: dict[str, str] = {}
         if "_id" not in indexes:
             table.create_index("_id", config=BTree())
             made["_id"] = "BTree"
-        if "_text" not in indexes:
-            fts = FTS(
-                base_tokenizer="whitespace", lower_case=False, stem=False, remove_stop_words=False,
-                ascii_folding=False, with_position=False, max_token_length=None,
-            )
-            table.create_index("_text", config=fts)
-            made["_text"] = "FTS"
         for f in info.schema.filterable:
             col = f"f_{f.name}"
             if col not in indexes:
@@ -360,35 +350,17 @@ class LanceStore:
         return made
 
     def maintain(self, info: DatasetInfo) -> dict[str, Any]:
-        """Build missing indexes and fold new rows into existing ones; returns what it did. Holds the table's
-        write lock: compaction rewrites files, and must not race another process's writes."""
+        """Build missing indexes, fold new rows into them and compact small fragments; returns what it did.
+        Holds the table's write lock: compaction rewrites files, and must not race another process's writes."""
         with self._writing(info) as table:
-            try:
-                return self._maintain(table, info)
-            finally:
-                self._index_lists.pop(info.id, None)  # an index built here is used by the next query
+            return self._maintain(table, info)
 
     def _maintain(self, table: Any, info: DatasetInfo) -> dict[str, Any]:
         done: dict[str, Any] = {}
-        rows = table.count_rows()
-        if rows == 0:
+        if table.count_rows() == 0:
             return done
         done.update(self._ensure_indexes(table, info))
-        indexes = self._indexes(table)
-        vectors = self.count_vectors(info)
-        if "_vec" not in indexes and vectors >= self.ann.min_rows:
-            # ~sqrt(rows) partitions: with nprobes=16 a query scans ~16*sqrt(rows) codes, and a filter
-            # keeping 10% of rows still leaves enough of them for k=200 before the exact fallback.
-            partitions = max(1, int(math.sqrt(vectors)))
-            options: dict[str, Any] = {"num_partitions": partitions}
-            if self.ann.index_type.endswith("PQ"):
-                options["num_sub_vectors"] = _sub_vectors(info.vector_dim)
-            kind = {"IVF_FLAT": IvfFlat, "IVF_SQ": IvfSq, "IVF_PQ": IvfPq, "IVF_HNSW_SQ": HnswSq,
-                    "IVF_HNSW_PQ": HnswPq}[self.ann.index_type]
-            table.create_index("_vec", config=kind(distance_type="cosine", **options))
-            done["_vec"] = f"{self.ann.index_type}({', '.join(f'{k}={v}' for k, v in options.items())})"
-        # Folds rows written since the last build into every index and compacts small fragments. Another
-        # writer optimising at the same moment does the same work: after the retries, leave it to them.
+        # Another writer optimising at the same moment does the same work: after the retries, leave it to them.
         try:
             retry_conflicts(lambda: table.optimize(cleanup_older_than=timedelta(hours=1)), attempts=3)
         except (RuntimeError, OSError, ValueError) as exc:
@@ -413,12 +385,19 @@ class LanceStore:
 
     def stats(self, info: DatasetInfo) -> dict[str, Any]:
         table = self._table(info)
-        return {
+        out: dict[str, Any] = {
             "rows": table.count_rows(),
             "vectors": self.count_vectors(info),
             "version": table.version,
             "indexes": self._indexes(table),
         }
+        serving = self.serving.loaded(info.id)
+        if serving is not None and serving.view is not None:
+            out["serving"] = {
+                "version": serving.view.version, "rows": serving.live_rows, "dead_rows": serving.dead_rows,
+                "ivf": serving.vectors.ivf is not None, "memory_bytes": serving.memory(),
+            }
+        return out
 
 
 def _write_probe(folder: Path) -> None:
@@ -433,43 +412,10 @@ def _write_probe(folder: Path) -> None:
             os.unlink(name)
 
 
-def _sub_vectors(dim: int) -> int:
-    """PQ sub-vectors of 8 dimensions (16 when the dimension is not a multiple of 8)."""
-    for width in (8, 16, 4, 2, 1):
-        if dim % width == 0:
-            return dim // width
-    return dim
-
-
-def _vectors(column: pa.FixedSizeListArray, dim: int) -> list[np.ndarray | None]:
-    """A nullable fixed-size-list column as one float32 array per row (None where the row has no vector)."""
-    if len(column) == 0:
-        return []
-    flat = column.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    start = column.offset * dim
-    matrix = flat[start : start + len(column) * dim].reshape(len(column), dim)
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    return [matrix[n].copy() if valid[n] else None for n in range(len(column))]
-
-
-def _value_columns(info: DatasetInfo, fields: tuple[str, ...]) -> list[str]:
-    """Typed columns when every asked-for field has one; otherwise the documents."""
+def _candidates(
+    index: ServingIndex, ids: list[str], scores: np.ndarray, rows: np.ndarray, fields: tuple[str, ...]
+) -> list[Candidate]:
     if not fields:
-        return []
-    column_names = {f.name for f in info.schema.columns}
-    if all(name in column_names for name in fields):
-        return [f"f_{name}" for name in fields]
-    return ["_doc"]
-
-
-def _candidates(info: DatasetInfo, rows: pa.Table, scores: np.ndarray, fields: tuple[str, ...]) -> list[Candidate]:
-    ids = rows["_id"].to_pylist()
-    if not fields:
-        return [Candidate(i, float(s)) for i, s in zip(ids, scores, strict=True)]
-    if "_doc" in rows.column_names:
-        docs = [json.loads(d) for d in rows["_doc"].to_pylist()]
-        values = [{name: doc[name] for name in fields if name in doc} for doc in docs]
-    else:
-        columns = {name: rows[f"f_{name}"].to_pylist() for name in fields}
-        values = [{name: columns[name][n] for name in fields if columns[name][n] is not None} for n in range(len(ids))]
-    return [Candidate(i, float(s), v) for i, s, v in zip(ids, scores, values, strict=True)]
+        return [Candidate(i, float(sc)) for i, sc in zip(ids, scores.tolist(), strict=True)]
+    values = index.values(rows, fields)
+    return [Candidate(i, float(sc), v) for i, sc, v in zip(ids, scores.tolist(), values, strict=True)]

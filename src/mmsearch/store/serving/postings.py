@@ -1,0 +1,160 @@
+"""The text channel: BM25 over mmsearch's own tokens, in memory, inside the shared filter mask.
+
+Why not tantivy (issue 10 proposed it): tantivy-py has no way to hand a search a row bitmap, so the shared
+filter mask could not enter it. The filter would have to be compiled a second time into tantivy queries, with
+its own semantics for missing values, and every hit would need a stored-document load (~10 us) to map a
+tantivy doc address back to a row once segments merge. The index here is what tantivy's term dictionary
+and postings are, in numpy: a term's postings are (row, term frequency) arrays, and a query adds each
+term's BM25 contribution into a score array, masks it and takes the top k: exact BM25 inside any filter,
+and the same formula as Lucene and tantivy:
+
+    idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5)),   tf part = tf (k1 + 1) / (tf + k1 (1 - b + b dl / avgdl))
+
+with N, df and avgdl over live rows only (a replaced item does not count twice). k1 = 1.2, b = 0.75.
+
+Postings live in segments: the base built from a full scan, then one small segment per catch-up. Segments
+are merged into one when there are more than MAX_SEGMENTS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmsearch.store.serving.arrays import top_k
+
+K1 = 1.2
+B = 0.75
+MAX_SEGMENTS = 8
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Postings of rows [first_row, ...): term -> slice of `rows`/`tfs` given by `starts`/`ends`."""
+
+    terms: dict[str, int]
+    indptr: np.ndarray  # int64[len(terms) + 1]
+    rows: np.ndarray  # int32 global row numbers, grouped by term
+    tfs: np.ndarray  # float32 term frequencies
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        t = self.terms.get(term)
+        if t is None:
+            return None
+        a, b = self.indptr[t], self.indptr[t + 1]
+        return self.rows[a:b], self.tfs[a:b]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.indptr.nbytes + self.rows.nbytes + self.tfs.nbytes) + 80 * len(self.terms)
+
+
+def build_segment(first_row: int, token_lists: list[list[str]]) -> tuple[Segment, np.ndarray]:
+    """A segment from each row's tokens, and each row's length in tokens."""
+    terms: dict[str, int] = {}
+    term_ids: list[int] = []
+    row_ids: list[int] = []
+    lengths = np.empty(len(token_lists), dtype=np.float32)
+    for offset, tokens in enumerate(token_lists):
+        lengths[offset] = len(tokens)
+        row = first_row + offset
+        for tok in tokens:
+            t = terms.get(tok)
+            if t is None:
+                t = terms[tok] = len(terms)
+            term_ids.append(t)
+            row_ids.append(row)
+    return _segment(terms, np.array(term_ids, dtype=np.int64), np.array(row_ids, dtype=np.int64)), lengths
+
+
+def _segment(terms: dict[str, int], term_ids: np.ndarray, row_ids: np.ndarray,
+             tfs: np.ndarray | None = None) -> Segment:
+    """Group (term, row[, tf]) triples by term, then row, counting repeats as term frequency."""
+    if len(term_ids) == 0:
+        return Segment(terms, np.zeros(len(terms) + 1, dtype=np.int64), np.empty(0, np.int32),
+                       np.empty(0, np.float32))
+    key = term_ids * (int(row_ids.max()) + 1) + row_ids
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    weights = np.ones(len(key), dtype=np.float32) if tfs is None else tfs[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    tf = np.add.reduceat(weights, starts).astype(np.float32)
+    t_sorted = term_ids[order][starts]
+    rows = row_ids[order][starts].astype(np.int32)
+    indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.add.at(indptr, t_sorted + 1, 1)
+    return Segment(terms, np.cumsum(indptr), rows, tf)
+
+
+def merge(segments: list[Segment]) -> Segment:
+    """One segment with every posting of `segments` (rows keep their numbers)."""
+    terms: dict[str, int] = {}
+    term_ids, row_ids, tfs = [], [], []
+    for seg in segments:
+        remap = np.empty(len(seg.terms), dtype=np.int64)
+        for term, t in seg.terms.items():
+            g = terms.get(term)
+            if g is None:
+                g = terms[term] = len(terms)
+            remap[t] = g
+        counts = np.diff(seg.indptr)
+        term_ids.append(np.repeat(remap, counts))
+        row_ids.append(seg.rows.astype(np.int64))
+        tfs.append(seg.tfs)
+    return _segment(terms, np.concatenate(term_ids), np.concatenate(row_ids), np.concatenate(tfs))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Collection statistics over live rows: their number and mean length in tokens."""
+
+    docs: int
+    avgdl: float
+
+
+def bm25_top(
+    segments: list[Segment], tokens: list[str], lengths: np.ndarray, alive: np.ndarray, keep: np.ndarray,
+    stats: Stats, k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and BM25 scores of the best `k` rows matching any token, among rows where `keep` (alive and inside
+    the filter) is set, best first; ties by row. Document frequencies count `alive` rows, whatever the filter,
+    so a filter narrows the hits and leaves their scores as they are."""
+    n_rows = len(lengths)
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for tok in tokens:
+        parts = [p for seg in segments if (p := seg.postings(tok)) is not None]
+        if not parts:
+            continue
+        rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
+        tfs = np.concatenate([f for _, f in parts]) if len(parts) > 1 else parts[0][1]
+        live = alive[rows]
+        found.append((rows[live], tfs[live]))
+    found = [(r, f) for r, f in found if len(r)]
+    if not found or k <= 0 or stats.docs == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    dense = sum(len(r) for r, _ in found) * 8 > n_rows
+    acc = np.zeros(n_rows, dtype=np.float32) if dense else None
+    cand_rows, cand_scores = [], []
+    avgdl = max(stats.avgdl, 1e-6)
+    for rows, tfs in found:
+        df = len(rows)
+        idf = np.float32(np.log1p((stats.docs - df + 0.5) / (df + 0.5)))
+        part = idf * tfs * np.float32(K1 + 1) / (tfs + np.float32(K1) * (np.float32(1 - B) + np.float32(B / avgdl)
+                                                                          * lengths[rows]))
+        if acc is not None:
+            acc[rows] += part
+        else:
+            cand_rows.append(rows)
+            cand_scores.append(part)
+    if acc is not None:
+        acc *= keep
+        rows = np.flatnonzero(acc)
+        vals = acc[rows]
+    else:
+        uniq, inv = np.unique(np.concatenate(cand_rows), return_inverse=True)
+        vals = np.bincount(inv, weights=np.concatenate(cand_scores)).astype(np.float32)
+        inside = keep[uniq]
+        rows, vals = uniq[inside], vals[inside]
+    rows, vals = top_k(rows, vals, k)
+    return rows.astype(np.int64), vals
