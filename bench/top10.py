@@ -69,7 +69,7 @@ def compare(old: Path, new: Path) -> None:
     for kind in a:
         overlaps = []
         for x, y in zip(a[kind], b[kind], strict=True):
-            overlap = len(set(x["ids"]) & set(y["ids"])) / max(1, len(x["ids"]))
+            overlap = len(set(x["ids"]) & set(y["ids"])) / len(x["ids"]) if x["ids"] else float(not y["ids"])
             overlaps.append(overlap)
             if x["ids"] != y["ids"]:
                 print(f"{kind}: {x['query']!r} total {x['total']} -> {y['total']}, overlap {overlap:.1f}\n"

@@ -137,10 +137,14 @@ def signals(
     title = title_field(schema)
     field_texts = {spec.name: _strings(item.doc.get(spec.name)) for spec in schema.searchable}
     ocr_texts = [m["ocr"] for m in item.media if isinstance(m, dict) and isinstance(m.get("ocr"), str) and m["ocr"]]
-    field_tokens = {tok for texts in field_texts.values() for t in texts for tok in tokenize(t)}
-    ocr_tokens = {tok for t in ocr_texts for tok in tokenize(t)}
+    ocr_tokens = {tok for t in ocr_texts for tok in tokenize(t)} if ocr_texts and "ocr" in used else set()
+    if item.tokens is not None:  # the store's index tokens: fields and OCR text, tokenised at import
+        found: frozenset[str] | set[str] = item.tokens
+    else:
+        found = {tok for texts in field_texts.values() for t in texts for tok in tokenize(t)}
+        found |= ocr_tokens or {tok for t in ocr_texts for tok in tokenize(t)}
     n = len(query.tokens)
-    out["coverage"] = sum(1 for t in query.tokens if t in field_tokens or t in ocr_tokens) / n
+    out["coverage"] = sum(1 for t in query.tokens if t in found) / n
     phrase = 0.0
     for name, texts in field_texts.items():
         if any(contains_phrase(phrase_text(t), query.text) for t in texts):

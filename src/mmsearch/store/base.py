@@ -39,11 +39,13 @@ class Candidate:
 class RerankFeatures:
     """What the rerank stage reads of one item: its document, its stored (normalised) vector and the
     per-image metadata kept at import (`media` entries carry `field`, `ref`, `width`, `height`, `sha256`
-    and `ocr`, the text read from the image)."""
+    and `ocr`, the text read from the image). `tokens`, when the store keeps them, are the item's index tokens
+    (searchable fields and OCR text, as `text.index_text` made them), so the reranker need not tokenise again."""
 
     doc: dict[str, Any]
     vector: np.ndarray | None = None
     media: list[dict[str, Any]] = field(default_factory=list)
+    tokens: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,7 @@ class LanceStore:
             row = index.live_row(i)
             if row is not None:
                 found[i] = RerankFeatures(doc=index.document(row), vector=index.vector_of(row),
-                                          media=index.media_of(row))
+                                          media=index.media_of(row), tokens=index.tokens_of(row))
         return found
 
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:

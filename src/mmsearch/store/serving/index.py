@@ -47,6 +47,7 @@ class ServingIndex:
         self.alive = Growable(np.bool_)
         self.docs = Blobs()
         self.media = Blobs()
+        self.texts = Blobs()  # each row's index tokens, space-separated: the reranker's coverage reads them
         self.lengths = Growable(np.float32)
         self.segments: list[Segment] = []
         self.columns = {f.name: Column(f) for f in info.schema.columns}
@@ -78,6 +79,7 @@ class ServingIndex:
         self.lengths.extend(lengths)
         self.docs.extend([d.encode() if d else b"{}" for d in batch["_doc"].to_pylist()])
         self.media.extend([m.encode() if m else b"" for m in batch["_media"].to_pylist()])
+        self.texts.extend([t.encode() if t else b"" for t in texts])
         for name, col in self.columns.items():
             col.extend(first, batch[f"f_{name}"].to_pylist())
         vec = batch["_vec"].combine_chunks()
@@ -198,6 +200,9 @@ class ServingIndex:
         raw = self.media.get(row)
         return json.loads(raw) if raw else []
 
+    def tokens_of(self, row: int) -> frozenset[str]:
+        return frozenset(self.texts.get(row).decode().split())
+
     def vector_of(self, row: int) -> np.ndarray | None:
         if not self.vectors.has.view()[row]:
             return None
@@ -208,7 +213,7 @@ class ServingIndex:
         return {
             "vectors": self.vectors.matrix.nbytes,
             "ivf": int(self.vectors.ivf.sa_code_size() * self.vectors.indexed * 1.1) if self.vectors.ivf else 0,
-            "documents": self.docs.nbytes + self.media.nbytes,
+            "documents": self.docs.nbytes + self.media.nbytes + self.texts.nbytes,
             "postings": sum(s.nbytes for s in self.segments) + self.lengths.nbytes,
             "columns": sum(sum(a.nbytes for a in c.arrays().values()) for c in self.columns.values()),
             "ids": 100 * len(self.ids),

@@ -24,7 +24,7 @@ from mmsearch.store.serving.index import ServingIndex
 from mmsearch.store.serving.postings import Segment, merge
 from mmsearch.store.serving.vectors import VectorConfig
 
-FORMAT = 1
+FORMAT = 2
 KEEP = 2  # snapshots kept per dataset (the newest; an older one for a reader still loading it)
 
 
@@ -63,7 +63,7 @@ def save(index: ServingIndex, tables: Path) -> Path:
         }
         ids = Blobs()
         ids.extend([i.encode() for i in index.ids[:rows]])
-        for prefix, blobs in (("ids", ids), ("docs", index.docs), ("media", index.media)):
+        for prefix, blobs in (("ids", ids), ("docs", index.docs), ("media", index.media), ("texts", index.texts)):
             offsets = blobs.offsets.view()[: rows + 1]  # rows appended after the view are not saved
             arrays[f"{prefix}.offsets"] = offsets
             arrays[f"{prefix}.data"] = blobs.data.view()[: offsets[-1]]
@@ -128,6 +128,7 @@ def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> S
     index.row_of = {index.ids[r]: r for r in np.flatnonzero(alive).tolist()}
     index.docs = Blobs.from_arrays(arr("docs.data"), arr("docs.offsets"))
     index.media = Blobs.from_arrays(arr("media.data"), arr("media.offsets"))
+    index.texts = Blobs.from_arrays(arr("texts.data"), arr("texts.offsets"))
     index.lengths = Growable.of(arr("lengths"))
     terms = json.loads((path / "terms.json").read_text(encoding="utf-8"))
     index.segments = [Segment({t: n for n, t in enumerate(terms)}, arr("text.indptr"), arr("text.rows"),
