@@ -278,3 +278,39 @@ def test_top_k_breaks_ties_by_row_also_at_the_cut_off():
     got, s = top_k(rows, scores, 3)
     assert got.tolist() == [3, 1, 5] and s.tolist() == [2.0, 1.0, 1.0]
     assert top_k(rows, scores, 10)[0].tolist() == [3, 1, 5, 7, 9, 2]
+
+
+def test_many_small_writes_keep_few_segments_and_the_same_answers(tmp_path, info):
+    from mmsearch.store.serving.postings import MAX_SEGMENTS
+
+    store = LanceStore(tmp_path)
+    store.create(info)
+    rng = np.random.default_rng(2)
+    store.upsert(info, [_item(rng, n) for n in range(200)])
+    for n in range(200, 230):  # thirty catch-ups of one row each, every other one replacing an old row
+        store.upsert(info, [_item(rng, n), _item(rng, n - 150)] if n % 2 else [_item(rng, n)])
+        assert store.text_search(info, ["beta"], 500)  # each write is caught up by the next query
+    index = store.serving_index(info)
+    assert len(index.segments) <= MAX_SEGMENTS
+    fresh = LanceStore(tmp_path)
+    fresh.serving.forget("items")  # no snapshot: one segment built from the table
+    for q in (["beta"], ["alpha", "3"], ["title"]):
+        want = [(c.id, round(c.score, 4)) for c in fresh.text_search(info, q, 500)]
+        assert [(c.id, round(c.score, 4)) for c in store.text_search(info, q, 500)] == want
+
+
+def test_a_table_dropped_and_created_again_elsewhere_is_not_served_stale(tmp_path, info, monkeypatch):
+    monkeypatch.setattr(live, "GRACE_S", 0.2)
+    monkeypatch.setattr(live, "VERSION_CHECK_S", 0.1)
+    server, cli = LanceStore(tmp_path), LanceStore(tmp_path)
+    server.create(info)
+    for n in range(5):  # several versions, so the new table's count starts below them
+        server.upsert(info, [Record(f"old{n}", {"item_id": f"old{n}", "title": "old shoe"}, index_text(["old shoe"]))])
+    assert len(server.text_search(info, ["shoe"], 10)) == 5
+    cli.drop("items")
+    cli.create(info)
+    cli.upsert(info, [Record("new", {"item_id": "new", "title": "new shoe"}, index_text(["new shoe"]))])
+    deadline = time.monotonic() + 10
+    while [c.id for c in server.text_search(info, ["shoe"], 10)] != ["new"]:
+        assert time.monotonic() < deadline, [c.id for c in server.text_search(info, ["shoe"], 10)]
+        time.sleep(0.05)

@@ -119,13 +119,33 @@ def used_signals(query: RerankQuery, schema: DatasetSchema) -> list[str]:
     return used
 
 
+def semantic_scores(query: RerankQuery, items: list[RerankFeatures]) -> list[float]:
+    """The semantic signal of many items in one matrix product (what `signals` computes one item at a time)."""
+    q = query.vector
+    out = [0.0] * len(items)
+    if q is None:
+        return out
+    rows = [n for n, it in enumerate(items) if it.vector is not None and it.vector.shape == q.shape]
+    if rows:
+        m = np.stack([items[n].vector for n in rows]).astype(np.float32, copy=False)
+        norms = np.linalg.norm(m, axis=1)
+        cos = np.divide(m @ q, norms, out=np.zeros(len(rows), dtype=np.float32), where=norms > 0)
+        for n, c in zip(rows, np.clip(cos, 0.0, 1.0).tolist(), strict=True):
+            out[n] = c
+    return out
+
+
 def signals(
-    query: RerankQuery, item: RerankFeatures, schema: DatasetSchema, first: float, used: list[str] | None = None
+    query: RerankQuery, item: RerankFeatures, schema: DatasetSchema, first: float, used: list[str] | None = None,
+    semantic: float | None = None,
 ) -> dict[str, float]:
-    """Each used signal of one item, in [0, 1] (see the module docstring)."""
+    """Each used signal of one item, in [0, 1] (see the module docstring). `semantic`, when given, is the item's
+    semantic signal already computed (see `semantic_scores`)."""
     used = used if used is not None else used_signals(query, schema)
     out: dict[str, float] = {"first": min(1.0, max(0.0, first))}
-    if "semantic" in used:
+    if "semantic" in used and semantic is not None:
+        out["semantic"] = semantic
+    elif "semantic" in used:
         v = item.vector
         if v is None or query.vector is None or v.shape != query.vector.shape:
             out["semantic"] = 0.0
@@ -180,16 +200,12 @@ def rerank_hits(
     weights = RERANK_WEIGHTS if weights is None else weights
     best = max(h.score for h in hits)
     used = used_signals(query, schema)
-    head: list[SearchHit] = []
-    tail: list[SearchHit] = []
-    for hit in hits[:depth]:
-        item = features.get(hit.id)
-        if item is None:
-            tail.append(hit)
-            continue
+    head = [h for h in hits[:depth] if h.id in features]
+    tail = [h for h in hits[:depth] if h.id not in features]
+    semantic = semantic_scores(query, [features[h.id] for h in head]) if "semantic" in used else [None] * len(head)
+    for hit, sem in zip(head, semantic, strict=True):
         first = hit.score / best if best > 0 else 0.0
-        hit.rerank_score = combine(signals(query, item, schema, first, used), weights)
-        head.append(hit)
+        hit.rerank_score = combine(signals(query, features[hit.id], schema, first, used, sem), weights)
     head.sort(key=lambda h: -(h.rerank_score or 0.0))  # stable: equal scores keep the fused order
     return head + tail + hits[depth:]
 

@@ -96,8 +96,6 @@ class ServingIndex:
         self.ids.extend(ids)
         self.live_rows += len(ids)
         self.live_length += float(lengths.sum())
-        if len(self.segments) > MAX_SEGMENTS:
-            self.segments = [merge(self.segments)]
 
     def remove(self, ids: list[str]) -> None:
         alive, lengths = self.alive.view(), self.lengths.view()
@@ -109,7 +107,20 @@ class ServingIndex:
                 self.live_rows -= 1
                 self.live_length -= float(lengths[row])
 
+    def _merge_segments(self) -> None:
+        """Tiered, as Lucene does: the small segments of recent catch-ups merge among themselves, and with the
+        large base only once they add up to half of it, so a stream of small writes never re-sorts every posting."""
+        if len(self.segments) <= MAX_SEGMENTS:
+            return
+        base, tail = self.segments[0], self.segments[1:]
+        merged = merge(tail)
+        if len(merged.rows) * 2 >= len(base.rows):
+            self.segments = [merge([base, merged])]
+        else:
+            self.segments = [base, merged]
+
     def publish(self, version: int) -> View:
+        self._merge_segments()
         rows = len(self.ids)
         self.vectors.fold(rows)
         stats = Stats(self.live_rows, self.live_length / self.live_rows if self.live_rows else 0.0)

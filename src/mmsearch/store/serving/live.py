@@ -42,6 +42,8 @@ class Source(Protocol):
 
     def scan_all(self, info: DatasetInfo) -> tuple[int, Iterator[pa.Table]]: ...
 
+    def count(self, info: DatasetInfo) -> int: ...
+
     def fetch_rows(self, info: DatasetInfo, ids: list[str], min_version: int) -> pa.Table: ...
 
 
@@ -119,6 +121,7 @@ class LiveIndexes:
     def _build(self, info: DatasetInfo) -> ServingIndex:
         started = time.perf_counter()
         index = ServingIndex(info, self.config)
+        index.vectors.matrix.reserve(self.source.count(info))  # the largest part, allocated once
         version, batches = self.source.scan_all(info)
         for batch in batches:
             index.append(batch)
@@ -148,7 +151,9 @@ class LiveIndexes:
             if due:
                 state.checked = time.monotonic()
                 table = self.source.latest_version(info)
-                if table > index.version:
+                if table < index.version:  # dropped and created again by another process: another table
+                    self._rebuild(info, state, f"the table went back from version {index.version} to {table}")
+                elif table > index.version:
                     state.behind_since = state.behind_since or now
                     if now - state.behind_since > GRACE_S:
                         self._rebuild(info, state, f"the table is at version {table} and the journal at "
@@ -206,7 +211,7 @@ class LiveIndexes:
             return
         finally:
             state.building = False
-        if state.index is index:
+        if state.index is index and self._states.get(info.id) is state:  # not rebuilt or dropped meanwhile
             state.saving = True
             self._save(state, index)
 
