@@ -46,16 +46,25 @@ def text_ids(body: dict) -> list[str]:
 
 
 def test_off_never_corrects(api: Api):
-    body = run(api, "off", "三题")
+    body = run(api, "off", "wireles headphnes")
     assert body["result"]["spell_correction"] == {"mode": "off"}
     assert text_ids(body) == []
 
 
 def test_suggestion_only_searches_the_original(api: Api):
+    body = run(api, "suggestion_only", "wireles headphnes")
+    assert body["result"]["spell_correction"] == {"mode": "suggestion_only",
+                                                  "corrected_query": "wireless headphones"}
+    assert body["spell_correction"] == body["result"]["spell_correction"]
+    assert text_ids(body) == []  # the misspelt words themselves match nothing
     body = run(api, "suggestion_only", "三题")
     assert body["result"]["spell_correction"] == {"mode": "suggestion_only", "corrected_query": "三体"}
-    assert body["spell_correction"] == body["result"]["spell_correction"]
-    assert text_ids(body) == []  # 三题 itself matches nothing
+
+
+def test_an_uncorrected_chinese_typo_still_finds_items_by_its_characters(api: Api):
+    """No item holds 题: the back-off to characters finds the items holding any of them (三), not nothing."""
+    body = run(api, "off", "三题")
+    assert set(text_ids(body)) == {"b1", "b2"}
 
 
 def test_auto_searches_the_correction(api: Api):

@@ -314,3 +314,26 @@ def test_a_table_dropped_and_created_again_elsewhere_is_not_served_stale(tmp_pat
     while [c.id for c in server.text_search(info, ["shoe"], 10)] != ["new"]:
         assert time.monotonic() < deadline, [c.id for c in server.text_search(info, ["shoe"], 10)]
         time.sleep(0.05)
+
+
+def test_large_datasets_keep_half_precision_vectors_with_scores_close_to_exact(tmp_path, info):
+    from mmsearch.store.serving.vectors import VectorConfig
+
+    store = LanceStore(tmp_path)
+    store.serving.config = VectorConfig(min_rows=10_000, half_rows=100)
+    store.create(info)
+    rng = np.random.default_rng(4)
+    records = [_item(rng, n) for n in range(300)]
+    for r in records:
+        r.vector = rng.standard_normal(DIM).astype(np.float32)
+        r.vector /= np.linalg.norm(r.vector)
+    store.upsert(info, records)
+    index = store.serving_index(info)
+    assert index.vectors.matrix.view().dtype == np.float16
+    matrix = np.stack([r.vector for r in records])
+    for q in matrix[:10]:
+        got = store.vector_search(info, q, 5)
+        exact = np.sort(matrix @ q)[::-1][:5]
+        assert got[0].id == records[int(np.argmax(matrix @ q))].id
+        assert [c.score for c in got] == pytest.approx(exact.tolist(), abs=2e-3)
+    assert index.vector_of(0).dtype == np.float32

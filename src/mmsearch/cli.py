@@ -15,6 +15,7 @@ from mmsearch.commands.crawl import crawl, import_warc
 from mmsearch.commands.datasets import dataset_app
 from mmsearch.commands.demo import demo, quickstart
 from mmsearch.commands.doctor import doctor
+from mmsearch.commands.evaluate import eval_
 from mmsearch.commands.items import delete, get, import_, search_
 from mmsearch.commands.serve import serve
 from mmsearch.commands.web import import_web
@@ -27,6 +28,7 @@ app.command("import")(import_)
 app.command("delete")(delete)
 app.command("get")(get)
 app.command("search")(search_)
+app.command("eval")(eval_)
 app.command("doctor")(doctor)
 app.add_typer(app_app, name="app")
 app.add_typer(key_app, name="key")

@@ -58,3 +58,41 @@ def tokenize_query(text: str) -> list[str]:
 def index_text(parts: list[str]) -> str:
     """The whitespace-joined token stream stored in the full-text column."""
     return " ".join(tok for part in parts for tok in tokenize(part))
+
+
+# -- search terms: what the index and the query compare ---------------------------------------------
+# English function words that carry no product meaning; dropped from queries and postings alike, so
+# `shoes for running` ranks by shoes and running. (The list is the usual IR stop list, shortened to words
+# that never name a product: `it`, `us`, `one` and the like stay.)
+STOP_WORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "have", "in", "into", "is", "of", "on",
+    "or", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "to", "was",
+    "were", "will", "with", "without",
+})
+
+
+@lru_cache(maxsize=1)
+def _stemmer():  # type: ignore[no-untyped-def]
+    import Stemmer  # PyStemmer: the Snowball project's stemmers, in C
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=262_144)
+def search_term(token: str) -> str | None:
+    """The term a token is indexed and searched as: Latin words stemmed by Snowball's English stemmer (`shoes`
+    and `shoe`, `running` and `run` meet), stop words None; CJK words, characters and digits as they are."""
+    if not token or not token[0].isascii() or not token[0].isalpha():
+        return token
+    if token in STOP_WORDS:
+        return None
+    return _stemmer().stemWord(token)
+
+
+def search_terms(tokens: list[str]) -> list[str]:
+    """`search_term` of each token, stop words left out, order kept, repeats kept (they are term frequency)."""
+    return [t for t in map(search_term, tokens) if t is not None]
+
+
+def is_cjk(token: str) -> bool:
+    return bool(token) and all(_IS_CJK.match(ch) for ch in token)

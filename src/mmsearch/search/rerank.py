@@ -7,7 +7,10 @@ combines five signals, each in [0, 1]:
     semantic  max(0, cos(query vector, item vector)), exact; 0 for an item without a vector.
               Used when the query has a vector (the vlm channel ran or a vector/image was given).
     coverage  the fraction of the query's tokens found in the item's searchable fields or in the
-              OCR text of its images (tokenised as at import, so 鞋 finds 运动鞋 like recall does).
+              OCR text of its images (tokenised as at import, so 鞋 finds 运动鞋 like recall does),
+              compared as search terms (stemmed: `shoes` covers `shoe`; stop words left out); a CJK
+              word the item lacks counts half when the item holds all its characters (女鞋 in
+              女士运动鞋), as recall's back-off does.
     phrase    the normalised query (NFKC, lower case, punctuation as spaces) as a contiguous phrase:
               1.0 in the title-like field (the first searchable field named like *title* or *name*,
               else the first searchable field), 0.8 in another searchable field, 0.6 in the OCR text
@@ -38,11 +41,12 @@ import numpy as np
 from mmsearch.schema.fields import DatasetInfo, DatasetSchema, FieldSpec
 from mmsearch.search.types import RERANK_WEIGHTS, SearchHit
 from mmsearch.store.base import RerankFeatures, Store
-from mmsearch.text import normalize, tokenize, tokenize_query
+from mmsearch.text import is_cjk, normalize, search_term, tokenize, tokenize_query
 
 PHRASE_TITLE = 1.0
 PHRASE_FIELD = 0.8
 PHRASE_OCR = 0.6
+CJK_BACKOFF = 0.5  # coverage credit of a CJK word whose characters the item holds, but not the word
 
 _PUNCT = re.compile(r"[\W_]+")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -164,7 +168,7 @@ def signals(
         found = {tok for texts in field_texts.values() for t in texts for tok in tokenize(t)}
         found |= ocr_tokens or {tok for t in ocr_texts for tok in tokenize(t)}
     n = len(query.tokens)
-    out["coverage"] = sum(1 for t in query.tokens if t in found) / n
+    out["coverage"] = coverage(query.tokens, found)
     phrase = 0.0
     for name, texts in field_texts.items():
         if any(contains_phrase(phrase_text(t), query.text) for t in texts):
@@ -175,6 +179,21 @@ def signals(
     if "ocr" in used:
         out["ocr"] = sum(1 for t in query.tokens if t in ocr_tokens) / n
     return out
+
+
+def coverage(tokens: list[str], item_tokens: frozenset[str] | set[str]) -> float:
+    """The share of the query's search terms the item holds (see the module docstring); 0 without terms."""
+    terms = [t for t in map(search_term, tokens) if t is not None]
+    if not terms:
+        return 0.0
+    held = {search_term(t) for t in item_tokens}
+    credit = 0.0
+    for term in terms:
+        if term in held:
+            credit += 1.0
+        elif len(term) > 1 and is_cjk(term) and all(ch in held for ch in term):
+            credit += CJK_BACKOFF
+    return credit / len(terms)
 
 
 def combine(values: dict[str, float], weights: dict[str, float]) -> float:

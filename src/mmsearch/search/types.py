@@ -90,7 +90,7 @@ class SearchOptions:
     limits: RequestLimits = field(default_factory=RequestLimits)
 
 
-@dataclass
+@dataclass(slots=True)
 class SearchHit:
     id: str
     fields: dict[str, Any]

@@ -22,7 +22,7 @@ class Record:
     media: list[dict[str, Any]] = field(default_factory=list)  # per-image metadata: size, hash, OCR text
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """A channel's hit: `score` is BM25 for text and cosine similarity for vectors.
 

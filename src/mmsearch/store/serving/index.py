@@ -21,10 +21,21 @@ from mmsearch.schema.fields import DatasetInfo
 from mmsearch.schema.filters import Filter
 from mmsearch.store.serving.arrays import Blobs, Growable
 from mmsearch.store.serving.columns import Column, ColumnView, evaluate
-from mmsearch.store.serving.postings import MAX_SEGMENTS, Segment, Stats, bm25_top, build_segment, merge
+from mmsearch.store.serving.postings import (
+    MAX_SEGMENTS,
+    Clause,
+    Segment,
+    Stats,
+    bm25_top,
+    build_segment,
+    live_postings,
+    merge,
+)
 from mmsearch.store.serving.vectors import VectorConfig, VectorIndex
+from mmsearch.text import is_cjk, search_terms
 
 MASK_CACHE = 16  # recent filter masks kept (a mask of 1M rows is 1 MB)
+BACKOFF = 0.5  # weight of a CJK word's characters when the index does not hold the word (see `clauses`)
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ class View:
 
 
 class ServingIndex:
-    def __init__(self, info: DatasetInfo, config: VectorConfig | None = None) -> None:
+    def __init__(self, info: DatasetInfo, config: VectorConfig | None = None, expected_rows: int = 0) -> None:
         self.info = info
         self.ids: list[str] = []
         self.row_of: dict[str, int] = {}  # as of the published view; queries read it
@@ -51,7 +62,7 @@ class ServingIndex:
         self.lengths = Growable(np.float32)
         self.segments: list[Segment] = []
         self.columns = {f.name: Column(f) for f in info.schema.columns}
-        self.vectors = VectorIndex(info.vector_dim, config)
+        self.vectors = VectorIndex(info.vector_dim, config, expected_rows)
         self.live_rows = 0
         self.live_length = 0.0
         self.version = -1
@@ -74,7 +85,7 @@ class ServingIndex:
         self.remove(ids)
         first = len(self.ids)
         texts = batch["_text"].to_pylist()
-        segment, lengths = build_segment(first, [t.split() if t else [] for t in texts])
+        segment, lengths = build_segment(first, [search_terms(t.split()) if t else [] for t in texts])
         self.segments.append(segment)
         self.lengths.extend(lengths)
         self.docs.extend([d.encode() if d else b"{}" for d in batch["_doc"].to_pylist()])
@@ -180,8 +191,38 @@ class ServingIndex:
     def text_search(self, tokens: list[str], k: int, where: Filter | None) -> tuple[list[str], np.ndarray, np.ndarray]:
         v = self._view()
         keep = self.mask(where, v)
-        rows, scores = bm25_top(list(v.segments), tokens, v.lengths, v.alive, keep, v.stats, k)
+        rows, scores = bm25_top(self.clauses(tokens, k, v), v.lengths, keep, v.stats, k)
         return [self.ids[r] for r in rows], scores, rows
+
+    def clauses(self, tokens: list[str], k: int, view: View | None = None) -> list[Clause]:
+        """The query's terms as BM25 clauses. A CJK word that fewer than `k` items hold (`女鞋`, where most
+        items say `女士运动鞋`) also backs off to its characters, which every CJK text is indexed by too: at
+        BACKOFF weight, and only in items holding all of them when any item does (else in items holding any).
+        A word the catalogue spells differently still finds it, items holding the word itself rank first
+        (they score both), and a common word costs no more than before."""
+        v = view or self._view()
+        segments = list(v.segments)
+        out: list[Clause] = []
+        for term in dict.fromkeys(search_terms(tokens)):
+            rows, tfs = live_postings(segments, term, v.alive)
+            if len(rows):
+                out.append(Clause(rows, tfs, len(rows)))
+            if len(rows) >= k or len(term) < 2 or not is_cjk(term):
+                continue
+            parts = [live_postings(segments, ch, v.alive) for ch in dict.fromkeys(term)]
+            parts = [p for p in parts if len(p[0])]
+            common = None
+            if len(parts) == len(set(term)):
+                common = parts[0][0]
+                for r, _ in parts[1:]:
+                    common = np.intersect1d(common, r, assume_unique=True)
+            for r, f in parts:
+                if common is not None and len(common):
+                    inside = np.isin(r, common, assume_unique=True)
+                    out.append(Clause(r[inside], f[inside], len(r), BACKOFF))
+                else:
+                    out.append(Clause(r, f, len(r), BACKOFF))
+        return out
 
     def vector_search(self, q: np.ndarray, k: int, where: Filter | None) -> tuple[list[str], np.ndarray, np.ndarray]:
         v = self._view()
@@ -217,7 +258,11 @@ class ServingIndex:
     def vector_of(self, row: int) -> np.ndarray | None:
         if not self.vectors.has.view()[row]:
             return None
-        return self.vectors.matrix.view()[row].copy()
+        v = self.vectors.matrix.view()[row]
+        if v.dtype != np.float32:
+            return v.astype(np.float32)
+        v.flags.writeable = False  # a written row never changes; a read-only view, so no caller can change it
+        return v
 
     def memory(self) -> dict[str, int]:
         """Bytes held, by part (numpy buffers; the id map is estimated at 100 bytes an id)."""

@@ -101,8 +101,8 @@ class LiveIndexes:
             with self._lock:
                 state = self._states.get(info.id)
                 if state is None:
-                    state = self._open(info)
-                    self._states[info.id] = state
+                    state = self._states[info.id] = self._open(info)
+                    self._after_change(info, state)  # registered first: its IVF thread saves only a live state
         self._refresh(info, state)
         return state.index
 
@@ -115,13 +115,13 @@ class LiveIndexes:
         state = _State(index=index or self._build(info), journal=journal)
         state.saved_rows = len(state.index.ids) if index is not None else 0
         state.checked = time.monotonic()
-        self._after_change(info, state)
         return state
 
     def _build(self, info: DatasetInfo) -> ServingIndex:
         started = time.perf_counter()
-        index = ServingIndex(info, self.config)
-        index.vectors.matrix.reserve(self.source.count(info))  # the largest part, allocated once
+        rows = self.source.count(info)
+        index = ServingIndex(info, self.config, expected_rows=rows)
+        index.vectors.matrix.reserve(rows)  # the largest part, allocated once
         version, batches = self.source.scan_all(info)
         for batch in batches:
             index.append(batch)

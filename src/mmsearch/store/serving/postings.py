@@ -113,39 +113,50 @@ class Stats:
     avgdl: float
 
 
+@dataclass(frozen=True)
+class Clause:
+    """One scored part of a query: a term's postings (live rows only, possibly narrowed), the term's document
+    frequency (of all its live rows, so narrowing never raises its idf) and a weight."""
+
+    rows: np.ndarray
+    tfs: np.ndarray
+    df: int
+    weight: float = 1.0
+
+
+def live_postings(segments: list[Segment], term: str, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A term's (rows, term frequencies) over every segment, dead rows left out."""
+    parts = [p for seg in segments if (p := seg.postings(term)) is not None]
+    if not parts:
+        return np.empty(0, np.int32), np.empty(0, np.float32)
+    rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
+    tfs = np.concatenate([f for _, f in parts]) if len(parts) > 1 else parts[0][1]
+    live = alive[rows]
+    return rows[live], tfs[live]
+
+
 def bm25_top(
-    segments: list[Segment], tokens: list[str], lengths: np.ndarray, alive: np.ndarray, keep: np.ndarray,
-    stats: Stats, k: int,
+    clauses: list[Clause], lengths: np.ndarray, keep: np.ndarray, stats: Stats, k: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and BM25 scores of the best `k` rows matching any token, among rows where `keep` (alive and inside
-    the filter) is set, best first; ties by row. Document frequencies count `alive` rows, whatever the filter,
-    so a filter narrows the hits and leaves their scores as they are."""
+    """Rows and scores of the best `k` rows matching any clause, among rows where `keep` (alive and inside the
+    filter) is set, best first, ties by row. A row's score is the weighted sum of its clauses' BM25."""
     n_rows = len(lengths)
-    found: list[tuple[np.ndarray, np.ndarray]] = []
-    for tok in tokens:
-        parts = [p for seg in segments if (p := seg.postings(tok)) is not None]
-        if not parts:
-            continue
-        rows = np.concatenate([r for r, _ in parts]) if len(parts) > 1 else parts[0][0]
-        tfs = np.concatenate([f for _, f in parts]) if len(parts) > 1 else parts[0][1]
-        live = alive[rows]
-        found.append((rows[live], tfs[live]))
-    found = [(r, f) for r, f in found if len(r)]
-    if not found or k <= 0 or stats.docs == 0:
+    clauses = [c for c in clauses if len(c.rows)]
+    if not clauses or k <= 0 or stats.docs == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    dense = sum(len(r) for r, _ in found) * 8 > n_rows
+    dense = sum(len(c.rows) for c in clauses) * 8 > n_rows
     acc = np.zeros(n_rows, dtype=np.float32) if dense else None
     cand_rows, cand_scores = [], []
     avgdl = max(stats.avgdl, 1e-6)
-    for rows, tfs in found:
-        df = len(rows)
-        idf = np.float32(np.log1p((stats.docs - df + 0.5) / (df + 0.5)))
+    for c in clauses:
+        idf = np.float32(c.weight * np.log1p((stats.docs - c.df + 0.5) / (c.df + 0.5)))
+        tfs = c.tfs
         part = idf * tfs * np.float32(K1 + 1) / (tfs + np.float32(K1) * (np.float32(1 - B) + np.float32(B / avgdl)
-                                                                          * lengths[rows]))
+                                                                          * lengths[c.rows]))
         if acc is not None:
-            acc[rows] += part
+            acc[c.rows] += part
         else:
-            cand_rows.append(rows)
+            cand_rows.append(c.rows)
             cand_scores.append(part)
     if acc is not None:
         acc *= keep

@@ -24,7 +24,7 @@ from mmsearch.store.serving.index import ServingIndex
 from mmsearch.store.serving.postings import Segment, merge
 from mmsearch.store.serving.vectors import VectorConfig
 
-FORMAT = 2
+FORMAT = 3  # 3: postings keyed by search terms (stemmed, no stop words)
 KEEP = 2  # snapshots kept per dataset (the newest; an older one for a reader still loading it)
 
 

@@ -1,0 +1,59 @@
+"""How a query meets the index: English words stemmed on both sides, stop words dropped, and a Chinese word the
+catalogue never stores as such backing off to its characters (issue 11: `女鞋` found nothing in a catalogue full
+of `女士运动鞋`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ids
+from mmsearch.search import SearchRequest
+from mmsearch.text import search_term, search_terms, tokenize_query
+
+SCHEMA = {"fields": [
+    {"name": "item_id", "type": "string", "primary_key": True},
+    {"name": "title", "type": "string", "searchable": True},
+]}
+
+TITLES = {
+    "w1": "女士运动鞋 透气", "w2": "女士高跟鞋 黑色", "m1": "男士运动鞋", "d1": "红色连衣裙 女士",
+    "v1": "女鞋 春夏新款",  # the word itself, verbatim
+    "e1": "Trail running shoe", "e2": "Leather shoes for men", "e3": "Runner's notebook", "e4": "The summer dress",
+}
+
+
+@pytest.fixture
+def shop(mm):
+    mm.create_dataset("shop", SCHEMA, vector_dim=8)
+    mm.import_items("shop", [{"item_id": i, "title": t} for i, t in TITLES.items()])
+    return mm
+
+
+def search(mm, text: str) -> list[str]:
+    return ids(mm.search("shop", SearchRequest(text=text, page_size=20)))
+
+
+def test_search_terms_stem_english_and_drop_stop_words():
+    assert search_terms(tokenize_query("Running shoes for the summer")) == ["run", "shoe", "summer"]
+    assert search_term("女鞋") == "女鞋" and search_term("90") == "90"
+    assert search_term("the") is None
+
+
+def test_english_inflections_meet(shop):
+    got = search(shop, "running shoes")
+    assert got[0] == "e1" and set(got) == {"e1", "e2"}  # `Runner's` stems to runner, not run
+    assert set(search(shop, "shoe")) == {"e1", "e2"}
+    assert set(search(shop, "dresses")) == {"e4"}
+    assert search(shop, "the for with") == []  # nothing but stop words: nothing to match
+
+
+def test_a_chinese_word_not_stored_backs_off_to_its_characters(shop):
+    got = search(shop, "女鞋")
+    assert got[0] == "v1"  # the word itself ranks first
+    assert set(got) == {"v1", "w1", "w2"}  # then items holding both 女 and 鞋; not 男士运动鞋, not the dress
+    # a word whose characters no single item holds together: any of them, rather than nothing
+    assert set(search(shop, "鞋裙")) == {"w1", "w2", "m1", "v1", "d1"}
+
+
+def test_a_stored_word_does_not_back_off(shop):
+    assert set(search(shop, "运动鞋")) == {"w1", "m1"}
