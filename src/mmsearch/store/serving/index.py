@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from mmsearch.schema.fields import DatasetInfo
-from mmsearch.schema.filters import Filter
+from mmsearch.schema.filters import Filter, Match, Range
 from mmsearch.store.serving.arrays import Blobs, Growable
-from mmsearch.store.serving.columns import Column, ColumnView, evaluate
+from mmsearch.store.serving.columns import Column, ColumnView, condition, evaluate
 from mmsearch.store.serving.postings import (
     MAX_SEGMENTS,
     Clause,
@@ -35,6 +35,7 @@ from mmsearch.store.serving.vectors import VectorConfig, VectorIndex
 from mmsearch.text import is_cjk, search_terms
 
 MASK_CACHE = 16  # recent filter masks kept (a mask of 1M rows is 1 MB)
+CONDITION_CACHE = 64  # recent single conditions' masks kept (`in_stock = true` recurs in most queries)
 BACKOFF = 0.5  # weight of a CJK word's characters when the index does not hold the word (see `clauses`)
 
 
@@ -70,6 +71,7 @@ class ServingIndex:
         self.write_lock = threading.RLock()  # one writer (catch-up, rebuild) at a time
         self._masks: dict[tuple[int, int, Filter], Future[np.ndarray]] = {}
         self._mask_lock = threading.Lock()
+        self._conditions: dict[tuple[int, int, Match | Range], np.ndarray] = {}
 
     # -- writing ---------------------------------------------------------------------------------------
     def append(self, batch: pa.Table) -> None:
@@ -175,7 +177,7 @@ class ServingIndex:
         if not mine:
             return pending.result()
         try:
-            found = evaluate(where, v.columns, v.rows) & v.alive
+            found = evaluate(where, v.columns, v.rows, lambda c: self._condition(c, v)) & v.alive
         except BaseException as exc:
             pending.set_exception(exc)
             with self._mask_lock:
@@ -183,6 +185,22 @@ class ServingIndex:
             raise
         found.flags.writeable = False
         pending.set_result(found)
+        return found
+
+    def _condition(self, c: Match | Range, v: View) -> np.ndarray:
+        """One must/must_not/range condition's mask, kept for the next queries of this view (LRU)."""
+        key = (v.version, v.rows, c)
+        with self._mask_lock:
+            found = self._conditions.pop(key, None)
+            if found is not None:
+                self._conditions[key] = found  # most recently used last
+                return found
+        found = condition(c, v.columns)
+        found.flags.writeable = False
+        with self._mask_lock:
+            self._conditions[key] = found
+            while len(self._conditions) > CONDITION_CACHE:
+                self._conditions.pop(next(iter(self._conditions)))
         return found
 
     def count(self, where: Filter | None) -> int:
