@@ -57,3 +57,40 @@ def test_a_chinese_word_not_stored_backs_off_to_its_characters(shop):
 
 def test_a_stored_word_does_not_back_off(shop):
     assert set(search(shop, "运动鞋")) == {"w1", "m1"}
+
+
+def test_synonym_groups_expand_a_query_by_search_terms():
+    from mmsearch.search.synonyms import compile_synonyms
+
+    syn = compile_synonyms((("耐克", "nike"), ("earphones", "headphones"), ("running shoes", "跑鞋")))
+    assert syn.expand(["耐克"]).tokens == ["nike"]
+    assert syn.expand(["earphone"]).tokens == ["headphones"]  # stems meet: earphone is earphones
+    both = syn.expand(["running", "shoe"])  # a phrase is present when all its terms are
+    assert both.tokens == ["跑鞋"] and both.alternatives["shoe"] == [("跑鞋",)]
+    assert syn.expand(["running"]).tokens == []
+    assert syn.expand(["dress"]).tokens == []
+
+
+def test_an_application_searches_its_synonyms(shop):
+    from mmsearch.errors import InvalidArgument
+
+    shop.catalog.apps.create("with-syn", ["shop"], {"synonyms": [["耐克", "trail"], ["连衣裙", "dress"]]})
+    shop.catalog.apps.create("without", ["shop"], {})
+    found = shop.search_app("with-syn", "shop", SearchRequest(text="耐克"))
+    assert ids(found.result) == ["e1"]
+    assert ids(shop.search_app("without", "shop", SearchRequest(text="耐克")).result) == []
+    got = ids(shop.search_app("with-syn", "shop", SearchRequest(text="dresses")).result)
+    assert set(got) == {"e4", "d1"}  # `dresses` is the phrase `dress`; 连衣裙 is searched too
+    with pytest.raises(InvalidArgument, match=r"config\.synonyms\.0"):
+        shop.catalog.apps.create("bad", ["shop"], {"synonyms": [["alone"]]})
+    with pytest.raises(InvalidArgument, match=r"config\.synonyms"):
+        shop.catalog.apps.create("bad", ["shop"], {"synonyms": [["x" * 51, "y"]]})
+
+
+def test_spelling_never_rewrites_an_inflection_of_a_known_word():
+    from mmsearch.search.spell import SpellCorrector, build_vocabulary
+
+    corrector = SpellCorrector(build_vocabulary(["Trail running shoe", "wireless headphones"]))
+    assert corrector.correct("running shoes") == ""  # shoes is shoe's plural, not a typo
+    assert corrector.correct("runs") == ""
+    assert corrector.correct("wireles headphnes") == "wireless headphones"  # typos are still corrected

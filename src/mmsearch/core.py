@@ -267,6 +267,7 @@ class MMSearch:
         return dataclasses.replace(
             base, recall_size=config.recall_size or base.recall_size, weights=weights,
             fusion=config.fusion or base.fusion, rerank=config.rerank, rerank_depth=config.rerank_depth, geo=geo,
+            synonyms=tuple(tuple(group) for group in config.synonyms),
         )
 
     def search_app(

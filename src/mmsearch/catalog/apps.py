@@ -6,9 +6,9 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -32,6 +32,9 @@ class LocationConfig(BaseModel):
     mode: Literal["boost", "demote"] = "boost"
 
 
+Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+
+
 class AppConfig(BaseModel):
     """What the spec calls the console settings of an application. None = the server's default."""
 
@@ -46,6 +49,10 @@ class AppConfig(BaseModel):
     rerank: bool = True
     rerank_depth: int = Field(default=50, ge=1, le=1_000)
     location: LocationConfig | None = None
+    synonyms: list[Annotated[list[Phrase], Field(min_length=2, max_length=50)]] = Field(
+        default_factory=list, max_length=1_000,
+        description="groups of equivalent phrases searched together, e.g. [[\"耐克\", \"nike\"]]",
+    )
 
 
 def parse_app_config(raw: object) -> AppConfig:

@@ -28,6 +28,12 @@ QUICKSTART_CONFIG: dict[str, Any] = {
     "rerank": True,
     "rerank_depth": 50,
     "location": {"field": "location", "radius_km": 50, "decay": "gauss", "weight": 0.3, "mode": "boost"},
+    # what shoppers type for what the catalogue says: brands in the other script, everyday product words
+    "synonyms": [
+        ["耐克", "nike"], ["阿迪达斯", "adidas"], ["优衣库", "uniqlo"], ["索尼", "sony"], ["李宁", "li-ning"],
+        ["bag", "backpack", "背包", "双肩包"], ["earphones", "headphones", "耳机", "耳麦"],
+        ["tshirt", "t-shirt", "T恤", "体恤"], ["television", "tv", "电视", "电视机"], ["book", "图书", "书籍"],
+    ],
 }
 DEMO_QUERIES: list[tuple[str, dict[str, Any]]] = [
     ("运动鞋", {}),

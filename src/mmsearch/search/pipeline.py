@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from mmsearch.search.fuse import fuse
 from mmsearch.search.geo import apply_location, geo_field, parse_location
 from mmsearch.search.order import check_sort, page, project, sort_hits
 from mmsearch.search.rerank import RerankQuery, rerank
+from mmsearch.search.synonyms import compile_synonyms
 from mmsearch.search.types import RequestLimits, SearchOptions, SearchRequest, SearchResult
 from mmsearch.store.base import Candidate, RerankFeatures, Store
 from mmsearch.text import tokenize_query
@@ -24,9 +25,10 @@ from mmsearch.unicode import require_valid_unicode
 @dataclass
 class Plan:
     where: Filter | None
-    tokens: list[str]
+    tokens: list[str]  # the query's own tokens, then its synonyms' (search/synonyms.py)
     vector: np.ndarray | None
     unavailable: list[str]
+    alternatives: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # token -> synonym terms
 
 
 def check_request(req: SearchRequest, limits: RequestLimits) -> None:
@@ -54,7 +56,8 @@ def _check_string(value: object, field: str, max_chars: int) -> None:
 
 
 def plan(
-    req: SearchRequest, info: DatasetInfo, encoder: Encoder | None, limits: RequestLimits | None = None
+    req: SearchRequest, info: DatasetInfo, encoder: Encoder | None, limits: RequestLimits | None = None,
+    synonyms: tuple[tuple[str, ...], ...] = (),
 ) -> Plan:
     """Check the request against the dataset and decide what each channel will look for."""
     limits = limits or RequestLimits()
@@ -91,7 +94,11 @@ def plan(
             "query.image_url: image search needs the vlm channel, and no image model is loaded "
             "(see `mmsearch doctor`)", field="query.image_url",
         )
-    return Plan(where=where, tokens=tokens, vector=vector, unavailable=unavailable)
+    alternatives: dict[str, list[tuple[str, ...]]] = {}
+    if synonyms and tokens:
+        expansion = compile_synonyms(synonyms).expand(tokens)
+        tokens, alternatives = tokens + expansion.tokens, expansion.alternatives
+    return Plan(where=where, tokens=tokens, vector=vector, unavailable=unavailable, alternatives=alternatives)
 
 
 def _query_vector(v: np.ndarray, dim: int) -> np.ndarray:
@@ -127,7 +134,7 @@ def search(
 ) -> SearchResult:
     started = time.perf_counter()
     options = options or SearchOptions()
-    p = plan(req, info, encoder, options.limits)
+    p = plan(req, info, encoder, options.limits, options.synonyms)
     fields: tuple[str, ...] = (req.sort_by.split(".")[0],) if req.sort_by else ()
     # the location stage runs only with a configured field and a valid location (the spec: ignore bad input)
     location = parse_location(req.location) if req.location is not None else None
@@ -138,7 +145,7 @@ def search(
     hits = fuse(recalled, options)
     known: dict[str, RerankFeatures] = {}
     if options.rerank:
-        query = RerankQuery.of(req.text, p.vector)
+        query = RerankQuery.of(req.text, p.vector, p.alternatives)
         hits, known = rerank(hits, query, info, store, options.rerank_depth, options.rerank_weights)
     if geo_name is not None:
         hits = apply_location(hits, location, options.geo)

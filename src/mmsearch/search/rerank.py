@@ -59,16 +59,19 @@ class RerankQuery:
     text: str = ""
     tokens: list[str] = field(default_factory=list)
     vector: np.ndarray | None = None
+    alternatives: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)  # token -> its synonyms' terms
 
     @classmethod
-    def of(cls, text: str | None, vector: np.ndarray | None) -> RerankQuery:
+    def of(cls, text: str | None, vector: np.ndarray | None,
+           alternatives: dict[str, list[tuple[str, ...]]] | None = None) -> RerankQuery:
         text = text or ""
         v = None
         if vector is not None:
             v = np.asarray(vector, dtype=np.float32).reshape(-1)
             norm = float(np.linalg.norm(v))
             v = v / norm if norm > 0 else None
-        return cls(text=phrase_text(text), tokens=tokenize_query(text) if text.strip() else [], vector=v)
+        return cls(text=phrase_text(text), tokens=tokenize_query(text) if text.strip() else [], vector=v,
+                   alternatives=alternatives or {})
 
 
 def phrase_text(text: str) -> str:
@@ -168,7 +171,7 @@ def signals(
         found = {tok for texts in field_texts.values() for t in texts for tok in tokenize(t)}
         found |= ocr_tokens or {tok for t in ocr_texts for tok in tokenize(t)}
     n = len(query.tokens)
-    out["coverage"] = coverage(query.tokens, found)
+    out["coverage"] = coverage(query.tokens, found, query.alternatives)
     phrase = 0.0
     for name, texts in field_texts.items():
         if any(contains_phrase(phrase_text(t), query.text) for t in texts):
@@ -181,19 +184,21 @@ def signals(
     return out
 
 
-def coverage(tokens: list[str], item_tokens: frozenset[str] | set[str]) -> float:
-    """The share of the query's search terms the item holds (see the module docstring); 0 without terms."""
-    terms = [t for t in map(search_term, tokens) if t is not None]
-    if not terms:
+def coverage(tokens: list[str], item_tokens: frozenset[str] | set[str],
+             alternatives: dict[str, list[tuple[str, ...]]] | None = None) -> float:
+    """The share of the query's search terms the item holds (see the module docstring); 0 without terms. A token
+    with synonyms is covered when the item holds all the terms of one of them."""
+    pairs = [(tok, term) for tok in tokens if (term := search_term(tok)) is not None]
+    if not pairs:
         return 0.0
     held = {search_term(t) for t in item_tokens}
     credit = 0.0
-    for term in terms:
-        if term in held:
+    for tok, term in pairs:
+        if term in held or any(alt and all(a in held for a in alt) for alt in (alternatives or {}).get(tok, ())):
             credit += 1.0
         elif len(term) > 1 and is_cjk(term) and all(ch in held for ch in term):
             credit += CJK_BACKOFF
-    return credit / len(terms)
+    return credit / len(pairs)
 
 
 def combine(values: dict[str, float], weights: dict[str, float]) -> float:

@@ -6,7 +6,8 @@ caller builds it once per dataset version and caches the SpellCorrector built fr
 
 Latin words (letter runs of 3+ letters not in the vocabulary) are looked up with symspellpy: the
 nearest vocabulary word wins, ties go to the more frequent word; words of 3-4 letters allow 1 edit,
-longer words `max_edit_distance`. Digit runs and 1-2 letter words are never touched.
+longer words `max_edit_distance`. Digit runs and 1-2 letter words are never touched, nor is a word whose
+stem (text.search_term) is a vocabulary word's stem: `shoes` is an inflection of `shoe`, not a typo.
 
 Chinese runs are segmented by a small dynamic programme over characters. A piece is a vocabulary
 word of 2+ characters (cost 0), a lone character (0.75 when it is a vocabulary word, else 1), or a
@@ -39,7 +40,7 @@ from typing import Literal
 from pypinyin import Style, lazy_pinyin, pinyin
 from symspellpy import SymSpell, Verbosity
 
-from mmsearch.text import _CJK, _jieba, normalize, tokenize_query
+from mmsearch.text import _CJK, _jieba, normalize, search_term, tokenize_query
 
 SpellMode = Literal["off", "suggestion_only", "auto"]
 
@@ -125,6 +126,9 @@ class SpellCorrector:
 
     def __init__(self, vocab: Vocabulary, max_edit_distance: int = 2) -> None:
         self._words = vocab.words
+        # the vocabulary's Latin words as search terms (stemmed): a typed word whose stem is among them is an
+        # inflection of a known word (`shoes` of `shoe`, `running` of `run`), never a misspelling
+        self._stems = frozenset(search_term(w) for w in vocab.words if w[:1].isascii() and w[:1].isalpha())
         self._max_edit_distance = max_edit_distance
         self._symspell = SymSpell(max_dictionary_edit_distance=max_edit_distance, prefix_length=7)
         # toneless pinyin "san ti" -> [(word, freq)] most frequent first
@@ -184,7 +188,7 @@ class SpellCorrector:
 
     def _correct_latin(self, typed: str) -> str | None:
         word = normalize(typed)
-        if len(word) < _LATIN_MIN or word in self._words:
+        if len(word) < _LATIN_MIN or word in self._words or search_term(word) in self._stems:
             return None
         distance = min(self._max_edit_distance, 1) if len(word) <= 4 else self._max_edit_distance
         # CLOSEST: the suggestions at the smallest distance, most frequent first

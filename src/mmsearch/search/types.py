@@ -88,6 +88,7 @@ class SearchOptions:
     rerank_weights: dict[str, float] = field(default_factory=lambda: dict(RERANK_WEIGHTS))
     geo: GeoOptions | None = None  # location boost; applies when the request carries a location
     limits: RequestLimits = field(default_factory=RequestLimits)
+    synonyms: tuple[tuple[str, ...], ...] = ()  # groups of equivalent phrases (search/synonyms.py)
 
 
 @dataclass(slots=True)
