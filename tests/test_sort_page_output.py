@@ -77,10 +77,10 @@ def test_sort_applies_with_text_query_and_filter(products):
 @pytest.mark.parametrize(
     ("sort_by", "words"),
     [
-        ("title", ["'title'", "not sortable"]),
-        ("tags", ["'tags'", "not sortable"]),
-        ("product", ["'product'", "not sortable"]),
-        ("product.brand", ["'product.brand'", "not sortable"]),
+        ("tags", ["'tags'", "is a array<string> field"]),
+        ("product", ["'product'", "is a object field"]),
+        ("title.x", ["'title.x'", "only object fields have paths"]),
+        ("product.bad-name", ["'product.bad-name'", "dot-separated field names"]),
         ("weight", ["'weight'", "does not exist"]),
         ("nope.price", ["'nope.price'", "does not exist"]),
     ],
@@ -91,6 +91,44 @@ def test_sort_by_unsortable_field(products, sort_by, words):
     assert exc.value.field == "sort_by"
     for word in words:
         assert word in exc.value.message
+
+
+def test_any_basic_field_or_object_path_sorts_without_a_declaration(products):
+    """The spec: any basic-type field and any object.field path is a sort key; `sortable` only adds a typed
+    column (fast). Items without the value go last in either order."""
+    result = products.search("products", SearchRequest(text="shoe bag dress coat", sort_by="title", sort_order="asc",
+                                                       page_size=50))
+    titles = [h.fields["title"] for h in result.hits]
+    assert titles == sorted(titles) and len(titles) >= 5
+    result = products.search("products", SearchRequest(text="shoe bag", sort_by="product.brand", page_size=50))
+    brands = [h.fields.get("product", {}).get("brand") for h in result.hits]
+    assert brands[0] == "none" and all(b is None for b in brands[1:])  # only p05 has one
+
+
+def test_array_of_objects_imports_and_sorts_by_min_ascending_and_max_descending(mm):
+    schema = {"fields": [
+        {"name": "id", "type": "string", "primary_key": True},
+        {"name": "title", "type": "string", "searchable": True},
+        {"name": "skus", "type": "array<object>"},
+    ]}
+    mm.create_dataset("skus", schema, vector_dim=8)
+    report = mm.import_items("skus", [
+        {"id": "a", "title": "shoe", "skus": [{"price": 10, "size": 40}, {"price": 50, "size": 42}]},
+        {"id": "b", "title": "shoe", "skus": [{"price": 20}, {"price": 30}]},
+        {"id": "c", "title": "shoe", "skus": []},
+        {"id": "d", "title": "shoe", "skus": {"price": 1}},
+        {"id": "e", "title": "shoe", "skus": [{"price": 5}, "cheap"]},
+    ])
+    assert report.imported == 3
+    assert [(e.index, e.field, e.rule) for e in report.errors] == [(3, "skus", "type"), (4, "skus", "type")]
+    assert mm.get("skus", ["a"])[0]["skus"] == [{"price": 10, "size": 40}, {"price": 50, "size": 42}]
+    asc = mm.search("skus", SearchRequest(text="shoe", sort_by="skus.price", sort_order="asc"))
+    desc = mm.search("skus", SearchRequest(text="shoe", sort_by="skus.price", sort_order="desc"))
+    assert ids(asc) == ["a", "b", "c"]  # 10 < 20; c has no price: last
+    assert ids(desc) == ["a", "b", "c"]  # 50 > 30
+    with pytest.raises(InvalidArgument, match="filterable applies"):
+        mm.create_dataset("bad", {"fields": [{"name": "id", "type": "string", "primary_key": True},
+                                             {"name": "skus", "type": "array<object>", "filterable": True}]})
 
 
 def test_sort_order_must_be_asc_or_desc(products):

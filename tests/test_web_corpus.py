@@ -305,3 +305,27 @@ def test_cli_import_web(site, gallery, tmp_path, monkeypatch):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"caption": "no url"}, {"url": "ftp://x/y.png"}])
     result = runner.invoke(app, ["--home", home, "import-web", str(bad)])
     assert result.exit_code == 1 and "not an http(s) URL" in result.stdout
+
+
+def test_near_duplicates_must_look_alike_not_only_hash_alike(tmp_path):
+    """Issue 11: a resized, re-encoded copy merges; flat pictures of other colours or shapes hash alike but are
+    other pictures, and so is the same pattern recoloured."""
+    mm = engine(tmp_path / "home")
+    red, blue = Image.new("RGB", (300, 200), (220, 30, 30)), Image.new("RGB", (300, 200), (30, 30, 220))
+    wide = Image.new("RGB", (600, 200), (220, 30, 30))
+    assert hamming(perceptual_hash(red), perceptual_hash(blue)) == 0  # the hash alone cannot tell them apart
+    pattern = blocks(11)
+    inverted = Image.fromarray(255 - np.asarray(pattern.convert("RGB")))
+    copies = [
+        ("red", encode(red)), ("blue", encode(blue)), ("wide", encode(wide)),
+        ("pattern", encode(pattern)),
+        ("pattern resized", encode(pattern.resize((240, 180)), "JPEG", quality=80)),  # same picture: merges
+        ("pattern tinted", encode(Image.fromarray(np.clip(np.asarray(pattern.convert("RGB")) * [1.0, 0.3, 0.3], 0,
+                                                          255).astype(np.uint8)))),
+        ("pattern inverted", encode(inverted)),
+    ]
+    with corpus(mm) as c:
+        report = c.add([WebImage(image_url=f"http://127.0.0.1:9/{n.replace(' ', '-')}.png", host_page_url="",
+                                 title=n, data=data) for n, data in copies])
+    assert report.duplicates_merged == 1, report.as_dict()
+    assert report.imported == len(copies) - 1

@@ -12,7 +12,8 @@ from mmsearch.errors import InvalidArgument
 
 SCALAR_TYPES = ("int32", "int64", "float", "bool", "string")
 ARRAY_TYPES = tuple(f"array<{t}>" for t in SCALAR_TYPES)
-OTHER_TYPES = ("object", "image", "video", "geo_point")
+OTHER_TYPES = ("object", "array<object>", "image", "video", "geo_point")
+OBJECT_TYPES = ("object", "array<object>", "image")  # values a sort path (`field.sub`) can walk into
 ALL_TYPES = SCALAR_TYPES + ARRAY_TYPES + OTHER_TYPES
 NUMERIC_TYPES = ("int32", "int64", "float")
 INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
@@ -67,8 +68,8 @@ class FieldSpec(BaseModel):
             raise ValueError("filterable applies to int32, int64, float, bool, string and array<...> fields")
         if self.sortable and t not in SCALAR_TYPES:
             raise ValueError("sortable applies to int32, int64, float, bool and string fields")
-        if self.sortable_paths and t not in ("object", "image"):
-            raise ValueError("sortable_paths applies to object fields only")
+        if self.sortable_paths and t not in OBJECT_TYPES:
+            raise ValueError("sortable_paths applies to object, array<object> and image fields only")
         for path in self.sortable_paths:
             if not all(FIELD_NAME.match(p) for p in path.split(".")):
                 raise ValueError(f"sortable_paths entry {path!r} must be dot-separated field names")
@@ -145,9 +146,27 @@ class DatasetSchema(BaseModel):
         return [f for f in self.fields if f.type == "image"]
 
     def sortable_keys(self) -> list[str]:
+        """The declared sort keys: fields marked sortable (a typed column: fast) and declared object paths. Any
+        other scalar field and any path into an object field sorts too (see `sort_problem`)."""
         keys = [f.name for f in self.fields if f.sortable or (f.primary_key and f.type in SCALAR_TYPES)]
         keys += [f"{f.name}.{p}" for f in self.fields for p in f.sortable_paths]
         return keys
+
+    def sort_problem(self, sort_by: str) -> str | None:
+        """Why `sort_by` cannot be a sort key, or None. The spec allows any basic-type field and any path into an
+        object (`product.price`; in an array<object>, `skus.price`: the smallest value sorts ascending, the
+        largest descending)."""
+        name, _, path = sort_by.partition(".")
+        spec = self.field(name)
+        if spec is None:
+            return "does not exist in the dataset"
+        if not path:
+            return None if spec.type in SCALAR_TYPES else f"is a {spec.type} field; sort by a basic-type field"
+        if spec.type not in OBJECT_TYPES:
+            return f"is a {spec.type} field; only object fields have paths"
+        if not all(FIELD_NAME.match(p) for p in path.split(".")):
+            return "path must be dot-separated field names"
+        return None
 
 
 def _location(loc: tuple[Any, ...]) -> str:

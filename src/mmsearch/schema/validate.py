@@ -85,6 +85,15 @@ def _check_field(spec: FieldSpec, v: Any) -> tuple[str, str] | None:
             if len(v) > spec.value_max_length:
                 return "max_length", f"{len(v)} characters exceeds max_length {spec.value_max_length}"
         return problem
+    if t == "array<object>":
+        if not isinstance(v, list):
+            return "type", f"expected array<object>, got {_kind(v)}"
+        if len(v) > spec.value_max_items:
+            return "max_items", f"{len(v)} elements exceeds max_items {spec.value_max_items}"
+        for i, x in enumerate(v):
+            if not isinstance(x, dict):
+                return "type", f"element {i}: expected object, got {_kind(x)}"
+        return None
     if spec.is_array:
         if not isinstance(v, list):
             return "type", f"expected {t}, got {_kind(v)}"

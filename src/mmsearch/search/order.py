@@ -16,12 +16,11 @@ def check_sort(schema: DatasetSchema, sort_by: str | None, sort_order: str) -> N
         raise InvalidArgument(f"sort_order: {sort_order!r} must be \"asc\" or \"desc\"", field="sort_order")
     if sort_by is None:
         return
-    keys = schema.sortable_keys()
-    if sort_by not in keys:
-        exists = schema.field(sort_by.split(".")[0]) is not None
-        why = "is not sortable" if exists else "does not exist in the dataset"
+    why = schema.sort_problem(sort_by)
+    if why is not None:
         raise InvalidArgument(
-            f"sort_by: {sort_by!r} {why}; sortable: {', '.join(keys) or 'none'}", field="sort_by"
+            f"sort_by: {sort_by!r} {why}; a sort key is a basic-type field (int32, int64, float, bool, string) "
+            "or a path into an object field (field.sub)", field="sort_by"
         )
 
 

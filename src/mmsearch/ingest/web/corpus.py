@@ -7,7 +7,10 @@ Duplicates: identical bytes (sha256) and near-duplicates (a 64-bit perceptual ha
 `phash_distance` bits, re-encoded or resized copies) become ONE item. A persistent index in the catalog
 database (`web_image_hashes`: dataset, sha256 -> item id, phash split into 8 bands of 8 bits) finds them
 across imports and processes: two hashes within 7 bits differ in at most 7 bands, so they share at least
-one band exactly (multi-index hashing); candidates sharing a band get an exact Hamming check.
+one band exactly (multi-index hashing); candidates sharing a band get an exact Hamming check. A close hash is
+not enough: flat or nearly flat pictures hash alike whatever their colour or shape, so a near-duplicate must
+also look like the same picture (`web_image_looks`: its aspect ratio within ASPECT_TOLERANCE and its mean
+colour within COLOUR_DISTANCE, see `same_look`).
 
 Which copy represents the item (the "best-titled, newest copy"), compared in this order:
 1. title tier: informative (3) > short, under 6 letters/CJK characters (2) > generic or filename-like
@@ -45,7 +48,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Index, Integer, String, delete, or_, select
+from sqlalchemy import Float, Index, Integer, String, delete, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mmsearch.catalog.models import Base
@@ -62,6 +65,8 @@ from mmsearch.text import index_text
 WEB_DATASET_TYPE = "web"
 BANDS = 8  # 8 bands of 8 bits: exact band matches find every hash within 7 bits
 MAX_PHASH_DISTANCE = BANDS - 1
+ASPECT_TOLERANCE = 0.03  # a resized copy keeps its shape; a crop or another picture rarely does
+COLOUR_DISTANCE = 24.0  # mean RGB distance (0..441); re-encoding moves it by a few units, recolouring by far more
 MAX_REPORTED_FAILURES = 1_000
 TITLE_MAX_CHARS = 1_000
 TITLE_LENGTH_CAP = 120  # characters of title that still count as "more informative"
@@ -275,6 +280,40 @@ def copy_rank(title: str, published_ts: int | None) -> tuple[int, int, int]:
     return title_tier(t), published_ts if published_ts is not None else -(2**62), min(len(t), TITLE_LENGTH_CAP)
 
 
+class WebImageLookRow(Base):
+    """The shape and mean colour of one distinct image content (beside its hash row): what a near-duplicate
+    must share besides a close perceptual hash. Rows imported before it existed have none, and are compared by
+    hash alone."""
+
+    __tablename__ = "web_image_looks"
+
+    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    aspect: Mapped[float] = mapped_column(Float)
+    red: Mapped[float] = mapped_column(Float)
+    green: Mapped[float] = mapped_column(Float)
+    blue: Mapped[float] = mapped_column(Float)
+
+
+@dataclass(frozen=True)
+class Look:
+    aspect: float  # width / height
+    colour: tuple[float, float, float]  # mean R, G, B in 0..255
+
+
+def look_of(image: Image.Image) -> Look:
+    small = image.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR)
+    r, g, b = np.asarray(small, dtype=np.float64).reshape(-1, 3).mean(axis=0).tolist()
+    return Look(image.width / max(1, image.height), (r, g, b))
+
+
+def same_look(a: Look, b: Look) -> bool:
+    """Same shape (aspect ratios within ASPECT_TOLERANCE of each other) and close mean colour."""
+    shape = abs(a.aspect / b.aspect - 1.0) <= ASPECT_TOLERANCE
+    colour = sum((x - y) ** 2 for x, y in zip(a.colour, b.colour, strict=True)) ** 0.5 <= COLOUR_DISTANCE
+    return shape and colour
+
+
 # -- hashes -----------------------------------------------------------------------------------------------
 def perceptual_hash(image: Image.Image) -> int:
     import imagehash
@@ -299,6 +338,7 @@ class _Copy:
     web: WebImage
     image: DecodedImage
     phash: int
+    look: Look
     title: str
     published: datetime | None  # the page's own time: ranks copies
     fetched: bool = False  # downloaded here (False: the builder supplied the bytes)
@@ -338,6 +378,7 @@ class WebCorpus:
         self.fetcher = Fetcher(dataclasses.replace(base, max_bytes=self.config.max_bytes))
         self._lock = threading.Lock()  # one batch at a time: dedup decisions must see each other
         WebImageHashRow.__table__.create(mm.catalog.engine, checkfirst=True)  # type: ignore[attr-defined]
+        WebImageLookRow.__table__.create(mm.catalog.engine, checkfirst=True)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.fetcher.close()
@@ -364,6 +405,7 @@ class WebCorpus:
             return info
         with Session(mm.catalog.engine) as s, s.begin():  # hashes left by a dropped dataset of the same id
             s.execute(delete(WebImageHashRow).where(WebImageHashRow.dataset_id == self.dataset_id))
+            s.execute(delete(WebImageLookRow).where(WebImageLookRow.dataset_id == self.dataset_id))
         return mm.create_dataset(self.dataset_id, WEB_SCHEMA, type=WEB_DATASET_TYPE, vector_dim=mm.default_dim())
 
     def add(
@@ -455,12 +497,14 @@ class WebCorpus:
         try:
             decoded = decode_image(data, field="imageUrl", max_bytes=self.config.max_bytes)
             phash = perceptual_hash(decoded.image)
+            look = look_of(decoded.image)
         except MMSearchError as exc:
             return "failed", exc.message, got
         except Exception as exc:  # a broken picture must not stop the import; the report names it
             return "failed", f"{type(exc).__name__}: {exc}", got
         published, seen = _time_or_none(web.published_time), _time_or_none(web.seen_time)
-        return _Copy(web=web, image=decoded, phash=phash, title=clean_title(web.title or web.alt), published=published,
+        return _Copy(web=web, image=decoded, phash=phash, look=look, title=clean_title(web.title or web.alt),
+                     published=published,
                      fetched=bool(got), seen=seen)
 
     # -- dedup, index, write ---------------------------------------------------------------------------
@@ -506,16 +550,25 @@ class WebCorpus:
         parts = bands(copy.phash)
         cols = [getattr(WebImageHashRow, f"b{i}") for i in range(BANDS)]
         best: tuple[int, str] | None = None
-        query = select(WebImageHashRow.item_id, WebImageHashRow.phash).where(
-            WebImageHashRow.dataset_id == self.dataset_id, or_(*(c == v for c, v in zip(cols, parts, strict=True)))
+        looks, hashes = WebImageLookRow, WebImageHashRow
+        query = (
+            select(hashes.item_id, hashes.phash, looks.aspect, looks.red, looks.green, looks.blue)
+            .outerjoin(looks, (looks.dataset_id == hashes.dataset_id) & (looks.sha256 == hashes.sha256))
+            .where(WebImageHashRow.dataset_id == self.dataset_id,
+                   or_(*(c == v for c, v in zip(cols, parts, strict=True))))
         )
-        for item_id, hexhash in s.execute(query):
+        for item_id, hexhash, aspect, red, green, blue in s.execute(query):
             d = hamming(copy.phash, int(hexhash, 16))
-            if d <= self.config.phash_distance and (best is None or d < best[0]):
-                best = (d, item_id)
+            if d > self.config.phash_distance or (best is not None and d >= best[0]):
+                continue
+            if aspect is not None and not same_look(copy.look, Look(aspect, (red, green, blue))):
+                continue  # a close hash, but another shape or colour: another picture
+            best = (d, item_id)
         item_id = best[1] if best else sha[:ID_HEX]
         s.add(WebImageHashRow(dataset_id=self.dataset_id, sha256=sha, item_id=item_id, phash=f"{copy.phash:016x}",
                               **{f"b{i}": v for i, v in enumerate(parts)}))
+        s.add(WebImageLookRow(dataset_id=self.dataset_id, sha256=sha, aspect=copy.look.aspect,
+                              red=copy.look.colour[0], green=copy.look.colour[1], blue=copy.look.colour[2]))
         s.flush()
         return item_id, best is not None
 
