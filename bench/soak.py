@@ -11,9 +11,10 @@ jobs on, 127.0.0.1 only) takes C closed-loop clients for a fixed time. Each clie
 - *key churn* (6%): create a key, search with it, revoke it, then search until it is refused (401); the time
   from the revoke's answer to the first refusal is the revocation delay.
 
-Afterwards every job must have succeeded, and the table (read from disk after the server stopped) must hold
-exactly the seeded items minus the deleted ones plus every acknowledged item, each id once, re-sent items
-with their last title. Any 5xx, transport error, unexpected status or verification miss is an error.
+Afterwards every job must have succeeded; the live server's serving index (before it stops) must return every
+expected id with its last title and none of the deleted ones; and the table (read from disk after the server
+stopped) must hold exactly the seeded items minus the deleted ones plus every acknowledged item, each id once,
+re-sent items with their last title. Any 5xx, transport error, unexpected status or verification miss is an error.
 
     python bench/soak.py --minutes 3 --concurrency 16
     python bench/soak.py --minutes 0.5 --no-record          # quick check
@@ -259,6 +260,28 @@ def verify(home: Path, seed_ids: list[str], tally: Tally) -> dict[str, int]:
     return out
 
 
+def verify_live(server: ServerProcess, seed_ids: list[str], tally: Tally) -> dict[str, int]:
+    """The running server's own view, before it stops: its in-memory serving index followed every job and delete
+    through the journal, so every expected id must come back from it with its last title, and no deleted id."""
+    expected = (set(seed_ids) - tally.deleted) | set(tally.latest)
+    wrong = stale = resurrected = 0
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.admin_token}"},
+                      timeout=30) as client:
+        for item_id in sorted(expected):
+            r = client.get(f"/admin/v1/datasets/{DATASET}/items/{item_id}")
+            if r.status_code != 200:
+                wrong += 1
+            elif item_id in tally.latest and r.json()["item"]["title"] != tally.latest[item_id]:
+                stale += 1
+        for item_id in sorted(tally.deleted - set(tally.latest)):
+            resurrected += client.get(f"/admin/v1/datasets/{DATASET}/items/{item_id}").status_code != 404
+    out = {"live_missing": wrong, "live_stale_title": stale, "live_deleted_present": resurrected}
+    for what, n in out.items():
+        if n:
+            tally.error("verify live", f"{n} {what}")
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(values, p)) if values else float("nan")
 
@@ -298,9 +321,11 @@ def main() -> None:
         seconds = time.perf_counter() - started
         rss_end, rss_peak = server.rss_mb("VmRSS"), server.rss_mb("VmHWM")
         job_states = wait_jobs(server, tally, timeout=300)
+        live = verify_live(server, seed_ids, tally)
     finally:
         server.stop()
     check = verify(home, seed_ids, tally)
+    check.update(live)
     if args.home is None:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -341,6 +366,9 @@ def main() -> None:
             f"- jobs: {job_states}; acknowledged items {len(tally.latest):,}, deleted {len(tally.deleted):,}",
             f"- after the run: {check['rows']:,} rows for {check['expected']:,} expected; missing {check['missing']},"
             f" duplicated {check['duplicated']}, unexpected {check['unexpected']}, stale titles {check['stale_title']}",
+            f"- the live server's serving index before it stopped (each expected id fetched, each deleted id asked"
+            f" for): missing {check['live_missing']}, stale titles {check['live_stale_title']}, deleted but present"
+            f" {check['live_deleted_present']}",
             f"- key revocation: refused within {summary['revocation_delay_max_s']} s at most"
             f" ({len(tally.revoke_delays)} keys)",
             f"- server RSS: {round(rss_start)} MB at start, {round(rss_end)} MB at the end, peak {round(rss_peak)} MB",
