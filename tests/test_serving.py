@@ -337,3 +337,21 @@ def test_large_datasets_keep_half_precision_vectors_with_scores_close_to_exact(t
         assert got[0].id == records[int(np.argmax(matrix @ q))].id
         assert [c.score for c in got] == pytest.approx(exact.tolist(), abs=2e-3)
     assert index.vector_of(0).dtype == np.float32
+
+
+def test_a_snapshot_of_an_older_format_at_the_same_version_is_replaced(tmp_path, info, monkeypatch):
+    monkeypatch.setattr(live, "SNAPSHOT_MIN_ROWS", 10)
+    store = LanceStore(tmp_path)
+    store.serving.background = False
+    store.create(info)
+    rng = np.random.default_rng(6)
+    store.upsert(info, [_item(rng, n) for n in range(30)])
+    store.serving_index(info)
+    path = snapshot.latest(tmp_path, "items")
+    meta = json.loads((path / "meta.json").read_text())
+    meta["format"] = snapshot.FORMAT - 1  # as an older mmsearch left it, at the table's current version
+    (path / "meta.json").write_text(json.dumps(meta))
+    again = LanceStore(tmp_path)
+    again.serving.background = False
+    assert len(again.text_search(info, ["title"], 100)) == 30  # rebuilt, then saved over the old one
+    assert json.loads((snapshot.latest(tmp_path, "items") / "meta.json").read_text())["format"] == snapshot.FORMAT

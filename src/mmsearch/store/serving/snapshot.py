@@ -53,7 +53,9 @@ def save(index: ServingIndex, tables: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"v{view.version:012d}"
     if final.exists():
-        return final
+        if _usable(final, index.info):
+            return final
+        shutil.rmtree(final, ignore_errors=True)  # written by another mmsearch version or for another schema
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     try:
         rows = view.rows
@@ -107,14 +109,19 @@ def save(index: ServingIndex, tables: Path) -> Path:
     return final
 
 
+def _usable(path: Path, info: DatasetInfo) -> bool:
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return meta.get("format") == FORMAT and meta.get("fingerprint") == fingerprint(info)
+
+
 def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> ServingIndex | None:
     """The saved index, published at its version; None when it was saved for another schema or format."""
-    try:
-        meta: dict[str, Any] = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not _usable(path, info):
         return None
-    if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint(info):
-        return None
+    meta: dict[str, Any] = json.loads((path / "meta.json").read_text(encoding="utf-8"))
 
     def arr(name: str) -> np.ndarray:
         return np.load(path / f"{name}.npy", allow_pickle=False)
