@@ -355,3 +355,22 @@ def test_a_snapshot_of_an_older_format_at_the_same_version_is_replaced(tmp_path,
     again.serving.background = False
     assert len(again.text_search(info, ["title"], 100)) == 30  # rebuilt, then saved over the old one
     assert json.loads((snapshot.latest(tmp_path, "items") / "meta.json").read_text())["format"] == snapshot.FORMAT
+
+
+def test_a_large_journal_is_trimmed_when_a_snapshot_is_saved(tmp_path, info, monkeypatch):
+    monkeypatch.setattr(live, "SNAPSHOT_MIN_ROWS", 10)
+    monkeypatch.setattr(live, "JOURNAL_TRIM_BYTES", 1)
+    store = LanceStore(tmp_path)
+    store.serving.background = False
+    store.create(info)
+    rng = np.random.default_rng(8)
+    for start in range(0, 40, 10):
+        store.upsert(info, [_item(rng, n) for n in range(start, start + 10)])
+    journal = live.journal_path(tmp_path, "items")
+    assert len(journal.read_text().splitlines()) == 4
+    index = store.serving_index(info)  # built, then saved: the lines up to its version go
+    assert journal.read_text() == ""
+    store.upsert(info, [_item(rng, 99)])
+    assert len(journal.read_text().splitlines()) == 1
+    assert len(store.text_search(info, ["title"], 100)) == 41 and index.view.version == store.latest_version(info)
+    assert len(LanceStore(tmp_path).text_search(info, ["title"], 100)) == 41  # a restart: snapshot + the new line

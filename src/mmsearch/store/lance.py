@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -315,6 +315,9 @@ class LanceStore:
                 yield pa.Table.from_batches([batch])
 
         return int(dataset.version), batches()
+
+    def write_lock(self, info: DatasetInfo) -> AbstractContextManager[None]:
+        return table_write_lock(self.root, info.id)
 
     def fetch_rows(self, info: DatasetInfo, ids: list[str], min_version: int) -> pa.Table:
         """The current rows of `ids` (those that exist), read at `min_version` or later."""

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +34,7 @@ GRACE_S = 3.0  # a table ahead of its journal this long had a write that was nev
 REBUILD_SHARE = 0.5  # catching up more ids than this share of the rows costs more than a rebuild
 SNAPSHOT_MIN_ROWS = 1_000  # smaller indexes rebuild faster than they load
 SNAPSHOT_EVERY_SHARE = 0.2  # save again once this share of the rows arrived since the last snapshot
+JOURNAL_TRIM_BYTES = 64 << 20  # past this, a snapshot drops the journal lines it makes unnecessary
 
 
 class Source(Protocol):
@@ -45,6 +47,10 @@ class Source(Protocol):
     def count(self, info: DatasetInfo) -> int: ...
 
     def fetch_rows(self, info: DatasetInfo, ids: list[str], min_version: int) -> pa.Table: ...
+
+    def write_lock(self, info: DatasetInfo) -> AbstractContextManager[None]:
+        """The table's writer lock (writers append to the journal while holding it)."""
+        ...
 
 
 @dataclass
@@ -197,6 +203,16 @@ class LiveIndexes:
         else:
             fn(*args)  # type: ignore[operator]
 
+    def _trim(self, index: ServingIndex, state: _State) -> None:
+        """Keep the journal bounded: once it is large, drop the lines a restart from the snapshot just saved no
+        longer needs. Another process whose index is older than the snapshot then finds a hole and rebuilds,
+        which is correct, only slower; at 64 MB of ids that is rare."""
+        path = state.journal.path
+        if not path.exists() or path.stat().st_size < JOURNAL_TRIM_BYTES or index.view is None:
+            return
+        with self.source.write_lock(index.info):
+            state.journal.rewrite(keep_after=index.view.version)
+
     def _build_ivf(self, info: DatasetInfo, state: _State, index: ServingIndex) -> None:
         try:
             started = time.perf_counter()
@@ -218,9 +234,10 @@ class LiveIndexes:
     def _save(self, state: _State, index: ServingIndex) -> None:
         try:
             with index.write_lock:
-                if len(index.ids) >= SNAPSHOT_MIN_ROWS:
+                if len(index.ids) >= SNAPSHOT_MIN_ROWS and index.view is not None:
                     snapshot.save(index, self.tables)
                     state.saved_rows = len(index.ids)
+                    self._trim(index, state)
         except OSError:  # pragma: no cover - a snapshot is an optimisation; the next change tries again
             log.exception("saving the serving index of %s failed", index.info.id)
         finally:
