@@ -113,7 +113,7 @@ def test_output_fields_top_level_only(api: Api):
     ({"query": {"text": "shoe"}, "dataset_id": "products", "page_size": 0}, "page_size"),
     ({"query": {"text": "shoe"}, "dataset_id": "products", "page_size": "many"}, "page_size"),
     ({"query": {"text": "shoe"}, "dataset_id": "products", "sort_order": "up"}, "sort_order"),
-    ({"query": {"text": "shoe"}, "dataset_id": "products", "sort_by": "title"}, "sort_by"),
+    ({"query": {"text": "shoe"}, "dataset_id": "products", "sort_by": "tags"}, "sort_by"),
     ({"query": {"text": "shoe"}, "dataset_id": "products", "sort_by": "nope"}, "sort_by"),
     ({"query": {"text": "shoe"}, "dataset_id": "products", "filter": {"op": "must", "field": "price", "conds": [1]}},
      "filter"),
