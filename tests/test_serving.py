@@ -75,6 +75,26 @@ def _filter(rng: np.random.Generator, depth: int = 0) -> dict:
     return {"op": "and" if kind == 4 else "or", "conds": [_filter(rng, depth + 1) for _ in range(2)]}
 
 
+def _saved_snapshot(tmp_path, info, monkeypatch, seed: int) -> LanceStore:
+    """A store whose 30 items are indexed and saved as a snapshot (background work inline)."""
+    monkeypatch.setattr(live, "SNAPSHOT_MIN_ROWS", 10)
+    store = LanceStore(tmp_path)
+    store.serving.background = False
+    store.create(info)
+    rng = np.random.default_rng(seed)
+    store.upsert(info, [_item(rng, n) for n in range(30)])
+    store.serving_index(info)
+    assert snapshot.latest(tmp_path, "items") is not None
+    return store
+
+
+def _edit_meta(tmp_path, **changes) -> None:
+    path = snapshot.latest(tmp_path, "items")
+    meta = json.loads((path / "meta.json").read_text())
+    meta.update(changes)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
 def test_filters_agree_with_the_tables_sql(tmp_path, info):
     """200 random filter trees over items with missing values: the serving mask counts what Lance counts."""
     store = LanceStore(tmp_path)
@@ -230,17 +250,8 @@ def test_restart_loads_the_snapshot_and_catches_up_from_the_journal(tmp_path, in
 
 
 def test_a_snapshot_for_another_schema_is_not_used(tmp_path, info, monkeypatch, caplog):
-    monkeypatch.setattr(live, "SNAPSHOT_MIN_ROWS", 10)
-    store = LanceStore(tmp_path)
-    store.serving.background = False
-    store.create(info)
-    rng = np.random.default_rng(1)
-    store.upsert(info, [_item(rng, n) for n in range(30)])
-    store.serving_index(info)
-    path = snapshot.latest(tmp_path, "items")
-    meta = json.loads((path / "meta.json").read_text())
-    meta["fingerprint"] = "0" * 16
-    (path / "meta.json").write_text(json.dumps(meta))
+    _saved_snapshot(tmp_path, info, monkeypatch, seed=1)
+    _edit_meta(tmp_path, fingerprint="0" * 16)
     caplog.set_level(logging.INFO, logger="mmsearch.serving")
     again = LanceStore(tmp_path)
     assert len(again.text_search(info, ["title"], 100)) == 30
@@ -340,17 +351,8 @@ def test_large_datasets_keep_half_precision_vectors_with_scores_close_to_exact(t
 
 
 def test_a_snapshot_of_an_older_format_at_the_same_version_is_replaced(tmp_path, info, monkeypatch):
-    monkeypatch.setattr(live, "SNAPSHOT_MIN_ROWS", 10)
-    store = LanceStore(tmp_path)
-    store.serving.background = False
-    store.create(info)
-    rng = np.random.default_rng(6)
-    store.upsert(info, [_item(rng, n) for n in range(30)])
-    store.serving_index(info)
-    path = snapshot.latest(tmp_path, "items")
-    meta = json.loads((path / "meta.json").read_text())
-    meta["format"] = snapshot.FORMAT - 1  # as an older mmsearch left it, at the table's current version
-    (path / "meta.json").write_text(json.dumps(meta))
+    _saved_snapshot(tmp_path, info, monkeypatch, seed=6)
+    _edit_meta(tmp_path, format=snapshot.FORMAT - 1)  # as an older mmsearch left it, at the table's version
     again = LanceStore(tmp_path)
     again.serving.background = False
     assert len(again.text_search(info, ["title"], 100)) == 30  # rebuilt, then saved over the old one

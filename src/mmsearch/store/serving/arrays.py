@@ -59,9 +59,6 @@ class Blobs:
         self.offsets = Growable(np.int64)
         self.offsets.extend(np.zeros(1, dtype=np.int64))
 
-    def __len__(self) -> int:
-        return self.offsets.n - 1
-
     def extend(self, values: list[bytes]) -> None:
         lengths = np.fromiter((len(v) for v in values), dtype=np.int64, count=len(values))
         start = self.data.n
@@ -76,8 +73,10 @@ class Blobs:
     def nbytes(self) -> int:
         return self.data.nbytes + self.offsets.nbytes
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"data": self.data.view(), "offsets": self.offsets.view()}
+    def arrays(self, rows: int) -> dict[str, np.ndarray]:
+        """The first `rows` strings as (data, offsets), e.g. those of a published view while more are appended."""
+        offsets = self.offsets.view()[: rows + 1]
+        return {"data": self.data.view()[: offsets[-1]], "offsets": offsets}
 
     @classmethod
     def from_arrays(cls, data: np.ndarray, offsets: np.ndarray) -> Blobs:

@@ -34,10 +34,8 @@ class Journal:
     def append(self, start: int, end: int, upsert: list[str] = (), delete: list[str] = ()) -> None:  # type: ignore[assignment]
         if start == end and not upsert and not delete:
             return
-        line = json.dumps({"from": start, "to": end, "upsert": list(upsert), "delete": list(delete)},
-                          ensure_ascii=False, separators=(",", ":"))
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+            fh.write(_line(Entry(start, end, tuple(upsert), tuple(delete))))
 
     def changed(self) -> bool:
         """Whether the file differs from what was last read (a stat, no read)."""
@@ -76,14 +74,13 @@ class Journal:
         kept = [e for e in self.entries() if e.end > keep_after]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            for e in kept:
-                fh.write(json.dumps({"from": e.start, "to": e.end, "upsert": list(e.upsert),
-                                     "delete": list(e.delete)}, ensure_ascii=False, separators=(",", ":")) + "\n")
+            fh.writelines(_line(e) for e in kept)
         os.replace(tmp, self.path)
 
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self._offset, self._inode, self._entries = 0, -1, []
+
+def _line(e: Entry) -> str:
+    return json.dumps({"from": e.start, "to": e.end, "upsert": list(e.upsert), "delete": list(e.delete)},
+                      ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def chain(entries: list[Entry], start: int) -> tuple[int, set[str]] | None:

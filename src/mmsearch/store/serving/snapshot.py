@@ -66,9 +66,8 @@ def save(index: ServingIndex, tables: Path) -> Path:
         ids = Blobs()
         ids.extend([i.encode() for i in index.ids[:rows]])
         for prefix, blobs in (("ids", ids), ("docs", index.docs), ("media", index.media), ("texts", index.texts)):
-            offsets = blobs.offsets.view()[: rows + 1]  # rows appended after the view are not saved
-            arrays[f"{prefix}.offsets"] = offsets
-            arrays[f"{prefix}.data"] = blobs.data.view()[: offsets[-1]]
+            for name, a in blobs.arrays(rows).items():  # rows appended after the view are not saved
+                arrays[f"{prefix}.{name}"] = a
         segment = merge(list(view.segments)) if len(view.segments) != 1 else view.segments[0]
         terms = sorted(segment.terms, key=segment.terms.__getitem__)
         arrays.update({"text.indptr": segment.indptr, "text.rows": segment.rows, "text.tfs": segment.tfs})
