@@ -288,8 +288,9 @@ def markdown(args: argparse.Namespace, runs: list[Run], inproc: dict[str, np.nda
         f"requests; *server cores busy*: that CPU time per second of the row (at most {cores}). *client CPU*: "
         "the load generator's share of one core.",
         "- Closed-loop clients: once the server is saturated, more clients add queueing, not throughput, so p50 "
-        "grows about as clients / QPS. Server CPU per request above the 1-client latency means LanceDB (and "
-        "ONNX Runtime) spread one query over several threads.",
+        "grows about as clients / QPS. Text queries run on the server's event loop (api/volc.py: the serving "
+        "index answers from memory), so one process uses about one core for them; image queries decode and "
+        "encode in worker threads, which release the GIL, hence more than one core busy.",
         f"- Client and server share the machine's {cores} cores. {busy}",
         f"- Server peak RSS {server_rss:,.0f} MB; benchmark wall time {wall_s:.0f} s.",
     ]

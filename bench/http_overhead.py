@@ -7,7 +7,10 @@ CLIP-shaped ONNX model) at a small N, then, query by query in turn:
   `to_request`, `MMSearch.search_app`, `to_response` (as http_load.in_process does; the answer is not encoded);
 - *HTTP*: the same body POSTed to `mmsearch serve` in its own process (one uvicorn worker) by one keep-alive
   httpx client, the answer read and parsed;
-- *round trip*: `GET /healthz` on the same connection (uvicorn + FastAPI + httpx with no work at all).
+- *HTTP, http.client*: the same body on a keep-alive `http.client` connection (the standard library's client,
+  in C where it matters): httpx spends ~0.7 ms of client CPU a request more on this machine, which is the
+  client's cost, not the server's, so the overhead is reported with both clients;
+- *round trip*: `GET /healthz` on each connection (uvicorn + FastAPI + the client with no work at all).
 
 Interleaving query by query means the engine's own time, which dominates both, drifts the same way in both
 columns; the overhead is reported as the median of the per-query differences (HTTP minus library) as well as
@@ -31,6 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the model hub
 
 import argparse
 import datetime as dt
+import http.client
 import json
 import shutil
 import sys
@@ -67,13 +71,16 @@ def library_call(mm: MMSearch, app: str, body: dict[str, Any]) -> float:
     return inner
 
 
-def measure(mm: MMSearch, client: httpx.Client, scens: list[http_load.Scenario], count: int,
-            console: Console) -> dict[str, dict[str, np.ndarray]]:
-    """Per scenario: library ms, HTTP ms and round-trip ms, one of each per query, in turn."""
+def measure(mm: MMSearch, client: httpx.Client, plain: http.client.HTTPConnection, scens: list[http_load.Scenario],
+            count: int, console: Console) -> dict[str, dict[str, np.ndarray]]:
+    """Per scenario: library ms, HTTP ms (httpx and http.client) and round-trip ms, one of each per query, in
+    turn."""
     out: dict[str, dict[str, np.ndarray]] = {}
+    headers = dict(client.headers)
     for sc in scens:
         path = f"/api/v1/application/{sc.app}/search"
         lib, lib_inner, http, bare, rids = [], [], [], [], []
+        http_plain, bare_plain, rids_plain = [], [], []
         for i in range(count + 20):
             body = sc.bodies[i % len(sc.bodies)]
             payload = json.dumps(body, ensure_ascii=False).encode()
@@ -87,16 +94,31 @@ def measure(mm: MMSearch, client: httpx.Client, scens: list[http_load.Scenario],
             if r.status_code != 200 or not answer["result"]["search_results"]:
                 raise SystemExit(f"HTTP {sc.name}: {r.status_code} {r.text[:300]}")
             t = time.perf_counter()
+            plain.request("POST", path, body=payload, headers=headers)
+            response = plain.getresponse()
+            answer_plain = json.loads(response.read())
+            t_plain = time.perf_counter() - t
+            if response.status != 200:
+                raise SystemExit(f"HTTP (http.client) {sc.name}: {response.status} {answer_plain}")
+            t = time.perf_counter()
             client.get("/healthz").json()
             t_bare = time.perf_counter() - t
+            t = time.perf_counter()
+            plain.request("GET", "/healthz")
+            json.loads(plain.getresponse().read())
+            t_bare_plain = time.perf_counter() - t
             if i >= 20:  # the first twenty warm both sides' caches
                 lib.append(t_lib * 1000)
                 lib_inner.append(inner * 1000)
                 http.append(t_http * 1000)
                 bare.append(t_bare * 1000)
                 rids.append(answer["request_id"])
+                http_plain.append(t_plain * 1000)
+                bare_plain.append(t_bare_plain * 1000)
+                rids_plain.append(answer_plain["request_id"])
         out[sc.name] = {"library": np.asarray(lib), "library_inner": np.asarray(lib_inner), "http": np.asarray(http),
-                        "bare": np.asarray(bare), "rids": np.asarray(rids)}
+                        "bare": np.asarray(bare), "rids": np.asarray(rids), "http_plain": np.asarray(http_plain),
+                        "bare_plain": np.asarray(bare_plain), "rids_plain": np.asarray(rids_plain)}
     return out
 
 
@@ -106,29 +128,38 @@ def add_server_times(results: dict[str, dict[str, np.ndarray]], mm: MMSearch, co
     by_rid = {e.request_id: e.latency_ms for e in mm.catalog.query_log.recent(limit=100_000)}
     for name, m in results.items():
         m["http_inner"] = np.asarray([by_rid.get(r, np.nan) for r in m["rids"]], dtype=float)
+        m["plain_inner"] = np.asarray([by_rid.get(r, np.nan) for r in m["rids_plain"]], dtype=float)
         row = figures(m)
         console.log(f"{name:<30} library p50 {row[0]:6.2f} ms  HTTP p50 {row[1]:6.2f} ms  "
                     f"overhead {row[2]:+5.2f} ms (median of differences {row[3]:+5.2f}, outside the engine "
-                    f"{row[4]:+5.2f})  round trip {row[5]:.2f} ms")
+                    f"{row[4]:+5.2f}; http.client {row[6]:+5.2f})  round trip {row[5]:.2f} ms "
+                    f"(http.client {row[7]:.2f} ms)")
 
 
-def figures(m: dict[str, np.ndarray]) -> tuple[float, float, float, float, float, float]:
+def figures(m: dict[str, np.ndarray]) -> tuple[float, ...]:
     """library p50, HTTP p50, their difference, median per-query difference, the difference of the medians of
-    the time outside `search_app` (HTTP side minus library side), /healthz p50."""
+    the time outside `search_app` (HTTP side minus library side), /healthz p50; then the time outside the engine
+    and the /healthz p50 with http.client as the client."""
     lib50, http50 = float(np.median(m["library"])), float(np.median(m["http"]))
-    outside = float(np.nanmedian(m["http"] - m["http_inner"]) - np.median(m["library"] - m["library_inner"]))
+    lib_outside = np.median(m["library"] - m["library_inner"])
+    outside = float(np.nanmedian(m["http"] - m["http_inner"]) - lib_outside)
+    outside_plain = float(np.nanmedian(m["http_plain"] - m["plain_inner"]) - lib_outside)
     return (lib50, http50, http50 - lib50, float(np.median(m["http"] - m["library"])), outside,
-            float(np.median(m["bare"])))
+            float(np.median(m["bare"])), outside_plain, float(np.median(m["bare_plain"])))
 
 
-HEAD = ["scenario", "library p50 ms", "HTTP p50 ms", "HTTP − library (p50s)", "median per-query difference",
-        "**HTTP overhead outside the engine**", "GET /healthz p50 ms"]
+HEAD = ["scenario", "library p50 ms", "HTTP p50 ms (httpx)", "HTTP − library (p50s)", "median per-query difference",
+        "**overhead outside the engine, httpx**", "GET /healthz p50 ms, httpx",
+        "**overhead outside the engine, http.client**", "GET /healthz p50 ms, http.client"]
 
 
 def rows(label: str, table: dict[str, list[float]]) -> list[str]:
-    return [f"| {label} | {name} | {lib50:.2f} | {http50:.2f} | {diff:+.2f} ms | {paired:+.2f} ms | "
-            f"**{outside:+.2f} ms** | {bare:.2f} |"
-            for name, (lib50, http50, diff, paired, outside, bare) in table.items()]
+    out = []
+    for name, (lib50, http50, diff, paired, outside, bare, *plain) in table.items():
+        outside_plain, bare_plain = (f"**{plain[0]:+.2f} ms**", f"{plain[1]:.2f}") if plain else ("–", "–")
+        out.append(f"| {label} | {name} | {lib50:.2f} | {http50:.2f} | {diff:+.2f} ms | {paired:+.2f} ms | "
+                   f"**{outside:+.2f} ms** | {bare:.2f} | {outside_plain} | {bare_plain} |")
+    return out
 
 
 def markdown(args: argparse.Namespace, results: dict[str, dict[str, np.ndarray]], load: float, label: str,
@@ -182,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
             server = ServerProcess(setup.home, str(setup.model_dir), home / "bench-overhead-server.log")
             server.wait_ready()
             headers = {"Authorization": f"Bearer {setup.key}", "Content-Type": "application/json"}
+            host, port = server.url.split("//")[1].split(":")
+            plain = http.client.HTTPConnection(host, int(port), timeout=60)
             with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:
-                results = measure(mm, client, chosen, args.count, console)
+                results = measure(mm, client, plain, chosen, args.count, console)
+            plain.close()
         finally:
             if server is not None:
                 server.stop()  # its query log is written on the way out

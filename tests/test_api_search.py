@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import uuid
 
 import pytest
@@ -217,3 +218,22 @@ def test_video_applications_refuse_image_queries(api: Api):
     assert body["result"]["search_results"][0]["display_fields"]["video_url"] == ["http://videos.example/26.mp4"]
     r = api.search({"query": {"text": "三体"}, "dataset_id": "products"}, app="tv", key=key)
     assert r.status_code == 400 and "not bound" in r.json()["error"]["message"]
+
+
+def test_text_searches_over_a_loaded_index_run_on_the_event_loop_and_images_in_a_thread(api: Api, monkeypatch):
+    seen: list[str] = []
+    search_app = api.mm.search_app
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return search_app(*args, **kwargs)
+
+    monkeypatch.setattr(api.mm, "search_app", spy)
+    loop_thread = api.server.thread.name
+    api.ok({"query": {"text": "shoe"}, "dataset_id": "products"})  # loads or catches up if it must
+    api.ok({"query": {"text": "coat"}, "dataset_id": "products"})
+    assert seen[-1] == loop_thread
+    api.ok({"query": {"image_url": png_uri()}, "dataset_id": "products"})
+    assert seen[-1] != loop_thread  # decoding and encoding an image go to a worker thread
+    r = api.search({"query": {"text": "shoe"}, "dataset_id": "nope"})
+    assert r.status_code == 404 and len(seen) == 4 and seen[-1] != loop_thread  # not answerable from memory

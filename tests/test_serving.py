@@ -25,7 +25,7 @@ from mmsearch.store.base import Record
 from mmsearch.store.lance import AnnConfig, LanceStore, arrow_schema
 from mmsearch.store.serving import live, snapshot
 from mmsearch.store.serving.journal import Entry, chain
-from mmsearch.text import index_text
+from mmsearch.text import field_text, index_text
 
 DIM = 8
 CATS = ["shoes", "bags", "coats", None]
@@ -53,7 +53,7 @@ def _item(rng: np.random.Generator, n: int) -> Record:
     if rng.random() < 0.8:
         doc["sizes"] = [int(s) for s in rng.integers(30, 40, size=int(rng.integers(0, 3)))]
     vec = rng.standard_normal(DIM).astype(np.float32) if rng.random() < 0.9 else None
-    return Record(id=doc["item_id"], doc=doc, text=index_text([doc["title"]]), vector=vec)
+    return Record(id=doc["item_id"], doc=doc, text=field_text("title", [doc["title"]]), vector=vec)
 
 
 def _filter(rng: np.random.Generator, depth: int = 0) -> dict:
@@ -112,8 +112,41 @@ def test_filters_agree_with_the_tables_sql(tmp_path, info):
         except Exception:  # an int value for a bool field or the like: not a filter the API accepts
             continue
         assert index.count(where) == store.count(info, where), raw
+        # at a subset of rows (what a text query with few matches asks for), with and without cached conditions
+        at = np.sort(rng.choice(300, size=int(rng.integers(1, 60)), replace=False))
+        view = index.view
+        expected = index.mask(where)[at]
+        index._masks.clear()
+        assert np.array_equal(index.inside(where, at, view), expected), raw
+        index._conditions.clear()
+        assert np.array_equal(index.inside(where, at, view), expected), raw
         checked += 1
     assert checked > 120
+
+
+def test_a_text_query_with_few_matches_filters_its_matched_rows_only(tmp_path, info, monkeypatch):
+    from mmsearch.store.serving import index as serving_index
+
+    store = LanceStore(tmp_path)
+    store.create(info)
+    rng = np.random.default_rng(8)
+    records = [_item(rng, n) for n in range(300)]
+    for r in records[::10]:  # 30 items of 300 say 'rare'
+        r.doc["title"] += " rare"
+        r.text = index_text([r.doc["title"]])
+    store.upsert(info, records)
+    index = store.serving_index(info)
+    where = parse_filter({"op": "and", "conds": [{"op": "must", "field": "category", "conds": ["shoes", "bags"]},
+                                                 {"op": "range", "field": "price", "gte": 20}]}, info.schema)
+    calls = []
+    inside = index.inside
+    monkeypatch.setattr(index, "inside", lambda *a: calls.append(len(a[1])) or inside(*a))
+    subset = [(c.id, c.score) for c in store.text_search(info, ["rare"], 50, where)]
+    assert calls == [30]  # only the rows 'rare' matched were filtered
+    assert not index._masks  # and no mask over every row was built
+    monkeypatch.setattr(serving_index, "SUBSET_SHARE", 10**9)  # the mask over every row, as before
+    assert [(c.id, c.score) for c in store.text_search(info, ["rare"], 50, where)] == subset
+    assert 3 < len(subset) < 30 and len(calls) == 1
 
 
 def test_bm25_is_the_lucene_formula(tmp_path, info):
@@ -185,7 +218,7 @@ import sys; sys.path.insert(0, {str(tmp_path)!r})
 from mmsearch.schema.fields import DatasetInfo, parse_schema
 from mmsearch.store.base import Record
 from mmsearch.store.lance import LanceStore
-from mmsearch.text import index_text
+from mmsearch.text import field_text, index_text
 import json
 schema = parse_schema(json.loads({json.dumps(json.dumps(EXAMPLE_SCHEMA))}))
 info = DatasetInfo(id="items", type="image_text", schema=schema, vector_dim={DIM})
@@ -376,3 +409,43 @@ def test_a_large_journal_is_trimmed_when_a_snapshot_is_saved(tmp_path, info, mon
     assert len(journal.read_text().splitlines()) == 1
     assert len(store.text_search(info, ["title"], 100)) == 41 and index.view.version == store.latest_version(info)
     assert len(LanceStore(tmp_path).text_search(info, ["title"], 100)) == 41  # a restart: snapshot + the new line
+
+
+def test_in_memory_only_while_a_search_needs_no_load_or_catch_up(tmp_path, info, monkeypatch):
+    monkeypatch.setattr(live, "VERSION_CHECK_S", 0.3)
+    server, cli = LanceStore(tmp_path), LanceStore(tmp_path)
+    server.create(info)
+    server.upsert(info, [Record("a", {"item_id": "a", "title": "red shoe"}, index_text(["red shoe"]))])
+    assert not server.in_memory("items")  # the index loads with the first search
+    assert [c.id for c in server.text_search(info, ["shoe"], 10)] == ["a"]
+    assert server.in_memory("items")
+    cli.upsert(info, [Record("b", {"item_id": "b", "title": "blue shoe"}, index_text(["blue shoe"]))])
+    assert not server.in_memory("items")  # another process's journal line: the next search reads the table
+    assert {c.id for c in server.text_search(info, ["shoe"], 10)} == {"a", "b"}
+    assert server.in_memory("items")
+    time.sleep(0.35)
+    assert not server.in_memory("items")  # the table version check is due
+    server.text_search(info, ["shoe"], 10)
+    assert server.in_memory("items") and not server.in_memory("nope")
+
+
+def test_rerank_features_read_in_one_pass_match_each_row(tmp_path, info):
+    store = LanceStore(tmp_path)
+    store.create(info)
+    rng = np.random.default_rng(11)
+    records = [_item(rng, n) for n in range(40)]
+    records[3].doc["big"] = 2**70  # beyond orjson's 64-bit integers: read back exactly all the same
+    store.upsert(info, records)
+    index = store.serving_index(info)
+    ids = [r.id for r in records[::-1]] + ["missing", records[0].id]
+    found = store.rerank_features(info, ids)
+    assert list(found) == [r.id for r in records[::-1]]
+    for r in records:
+        f, row = found[r.id], index.live_row(r.id)
+        assert f.doc == r.doc == index.document(row)
+        assert f.tokens == index.tokens_of(row) and f.media == index.media_of(row) == []
+        assert (f.vector is None) == (r.vector is None)
+        if r.vector is not None:
+            np.testing.assert_allclose(f.vector, r.vector, rtol=1e-6)
+    assert found[records[3].id].doc["big"] == 2**70
+    assert index.docs.get_many([5, 0, 5]) == [index.docs.get(5), index.docs.get(0), index.docs.get(5)]

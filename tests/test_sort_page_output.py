@@ -243,3 +243,22 @@ def test_output_fields_only_unknown_names(products):
 def test_output_fields_do_not_change_later_results(products):
     products.search("products", SearchRequest(text="Air Max", output_fields=["title"]))
     assert "price" in products.search("products", SearchRequest(text="Air Max")).hits[0].fields
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_numeric_and_mixed_sort_keys_order_alike(order):
+    """Numbers sort by float keys without a key function; with a string among them the general path runs. Both
+    keep equal values in fused order and put missing values last."""
+    from mmsearch.search.order import sort_hits
+    from mmsearch.search.types import SearchHit
+
+    rng = np.random.default_rng(5)
+    values = [int(v) for v in rng.integers(0, 6, 60)] + [2.5, True, False, None, None]
+    hits = [SearchHit(f"h{n}", {} if v is None else {"k": v}, 0.0) for n, v in enumerate(values)]
+    got = [h.id for h in sort_hits(hits, "k", order)]
+    present = [(float(v), n) for n, v in enumerate(values) if v is not None]
+    present.sort(key=lambda p: -p[0] if order == "desc" else p[0])  # stable: ties keep their position
+    assert got == [f"h{n}" for _, n in present] + ["h63", "h64"]
+    mixed = [*hits, SearchHit("s", {"k": "text"}, 0.0)]
+    got_mixed = [h.id for h in sort_hits(mixed, "k", order)]
+    assert got_mixed == (["s", *got[:-2]] if order == "desc" else [*got[:-2], "s"]) + ["h63", "h64"]

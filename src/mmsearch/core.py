@@ -22,7 +22,7 @@ from mmsearch.catalog.apps import AppConfig, Application
 from mmsearch.catalog.querylog import QueryLogEntry
 from mmsearch.config import FALLBACK_DIM, Settings, get_settings
 from mmsearch.encoders.base import Encoder
-from mmsearch.errors import AlreadyExists, InvalidArgument
+from mmsearch.errors import AlreadyExists, InvalidArgument, MMSearchError
 from mmsearch.home import make_home
 from mmsearch.ingest import ImportReport, import_items, read_items
 from mmsearch.ingest.images import ImageIndexer
@@ -54,6 +54,7 @@ class MMSearch:
         self.settings = settings or get_settings()
         self._encoder: Encoder | None = None if encoder is _UNSET else encoder
         self._encoder_loaded = encoder is not _UNSET
+        self._encoder_ready = self._encoder_loaded
         self._encoder_message = "" if encoder is _UNSET or encoder is not None else "no encoder given"
         self._ocr: Any = None
         self._ocr_cache: Any = None
@@ -83,7 +84,22 @@ class MMSearch:
                         )
                     except ModelUnavailable as exc:
                         self._encoder_message = exc.message
+            self._encoder_ready = True  # set once the model is loaded (or found missing), not while it loads
         return self._encoder
+
+    def answers_from_memory(self, app_id: str, dataset_id: str) -> bool:
+        """Whether the application's text search of this dataset is only CPU over what is loaded: the model (or
+        none), the spelling vocabulary when the application corrects, and the dataset's serving index with
+        nothing to catch up. The application's row comes from a 1 s cache."""
+        if not self._encoder_ready:
+            return False
+        try:
+            spelling = self.catalog.apps.cached(app_id).config.spell_correction != "off"
+        except MMSearchError:
+            return False  # the search itself says what is wrong
+        if spelling and (self._spell is None or not self._spell.ready(dataset_id)):
+            return False
+        return self.store.in_memory(dataset_id)
 
     def encoder_status(self) -> dict[str, Any]:
         enc = self.encoder
@@ -174,6 +190,14 @@ class MMSearch:
 
     def dataset(self, dataset_id: str) -> DatasetInfo:
         return self.catalog.dataset(dataset_id)
+
+    def set_dictionary(self, dataset_id: str, words: list[str]) -> DatasetInfo:
+        """The dataset's user words for segmentation. Queries use them at once; items are tokenised when
+        imported, so items imported before a word was added keep their tokens until imported again (a query
+        for the word still finds them through its characters: store/serving/index.py's back-off)."""
+        if not isinstance(words, list | tuple):
+            raise InvalidArgument("dictionary: must be a list of words", field="dictionary")
+        return self.catalog.set_dictionary(dataset_id, list(words))
 
     def datasets(self) -> list[DatasetInfo]:
         return self.catalog.datasets()
@@ -268,6 +292,7 @@ class MMSearch:
             base, recall_size=config.recall_size or base.recall_size, weights=weights,
             fusion=config.fusion or base.fusion, rerank=config.rerank, rerank_depth=config.rerank_depth, geo=geo,
             synonyms=tuple(tuple(group) for group in config.synonyms),
+            field_weights=dict(config.field_weights) or None,
         )
 
     def search_app(

@@ -32,32 +32,90 @@ def _jieba() -> jieba.Tokenizer:
     return tokenizer
 
 
-def _tokens(text: str, *, unigrams: bool) -> list[str]:
+class UserWords:
+    """A dataset's own words (`DatasetSchema.dictionary`: brand names, product lines) that segmentation keeps
+    whole. jieba's dictionary is one per process (and ~50 MB), so instead of a jieba per dataset a Chinese run
+    is first split at these words (longest first); each word is a token, followed by what jieba's search mode
+    makes of it (`小米手环` also gives 小米 and 手环, so a query for 手环 still finds it), and the rest of the run
+    goes to jieba as before."""
+
+    def __init__(self, words: tuple[str, ...]) -> None:
+        self.words = frozenset(words)
+        ordered = sorted(self.words, key=lambda w: (-len(w), w))
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def cut(self, run: str) -> list[str]:
+        if self._pattern is None:
+            return _search_words(run)
+        out: list[str] = []
+        at = 0
+        for m in self._pattern.finditer(run):
+            out += _search_words(run[at : m.start()])
+            out.append(m.group())
+            out += [w for w in _search_words(m.group()) if w != m.group()]
+            at = m.end()
+        return out + _search_words(run[at:])
+
+
+@lru_cache(maxsize=64)
+def user_words(words: tuple[str, ...]) -> UserWords | None:
+    """The compiled dictionary of a schema's `dictionary` (None when empty); kept for the next call."""
+    return UserWords(words) if words else None
+
+
+def _search_words(run: str) -> list[str]:
+    return [w for w in _jieba().cut_for_search(run) if w.strip()] if run else []
+
+
+def _tokens(text: str, *, unigrams: bool, words: UserWords | None = None) -> list[str]:
     out: list[str] = []
     for run in _RUNS.findall(normalize(text)):
         if not _IS_CJK.match(run):
             out.append(run)
             continue
-        words = [w for w in _jieba().cut_for_search(run) if w.strip()]
-        out.extend(words)
+        found = words.cut(run) if words is not None else _search_words(run)
+        out.extend(found)
         if unigrams:
-            out.extend(ch for ch in run if not any(w == ch for w in words))
+            out.extend(ch for ch in run if not any(w == ch for w in found))
     return out
 
 
-def tokenize(text: str) -> list[str]:
+def tokenize(text: str, words: UserWords | None = None) -> list[str]:
     """Index-side tokens: words (search-mode segmentation) plus every CJK character once per occurrence."""
-    return _tokens(text, unigrams=True)
+    return _tokens(text, unigrams=True, words=words)
 
 
-def tokenize_query(text: str) -> list[str]:
+def tokenize_query(text: str, words: UserWords | None = None) -> list[str]:
     """Query-side tokens: words only, deduplicated in order."""
-    return list(dict.fromkeys(_tokens(text, unigrams=False)))
+    return list(dict.fromkeys(_tokens(text, unigrams=False, words=words)))
 
 
-def index_text(parts: list[str]) -> str:
+def index_text(parts: list[str], words: UserWords | None = None) -> str:
     """The whitespace-joined token stream stored in the full-text column."""
-    return " ".join(tok for part in parts for tok in tokenize(part))
+    return " ".join(tok for part in parts for tok in tokenize(part, words))
+
+
+# -- fields in the token stream ---------------------------------------------------------------------
+# The stored token stream names the field each run of tokens came from with a marker token (FIELD_MARK + the
+# field's name), so BM25 can score each field on its own (title above description, search/types.py's
+# field_weights). The tokenizer never emits FIELD_MARK, and str.split() keeps it (it would drop "\x1f" and the
+# other separators as whitespace); a stream without markers (written before them) is one unnamed field.
+FIELD_MARK = "\x01"
+
+
+def field_text(name: str, parts: list[str], words: UserWords | None = None) -> str:
+    """`index_text` of one field's values, preceded by the field's marker; "" when it has no tokens."""
+    body = index_text(parts, words)
+    return f"{FIELD_MARK}{name} {body}" if body else ""
+
+
+def join_fields(texts: list[str]) -> str:
+    return " ".join(t for t in texts if t)
+
+
+def stream_tokens(stream: str) -> list[str]:
+    """The tokens of a stored stream, markers left out."""
+    return [t for t in stream.split() if not t.startswith(FIELD_MARK)]
 
 
 # -- search terms: what the index and the query compare ---------------------------------------------

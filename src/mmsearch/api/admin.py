@@ -93,6 +93,21 @@ def get_dataset(dataset_id: str, request: Request) -> dict[str, Any]:
     return _dataset_dict(_mm(request), dataset_id)
 
 
+class Dictionary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dictionary: list[str] = Field(max_length=10_000, description="words jieba keeps whole: 2-32 Chinese "
+                                  "characters each (brand names, product lines); replaces the dataset's list")
+
+
+@router.put("/datasets/{dataset_id}/dictionary", summary="Replace a dataset's user words for segmentation")
+def put_dictionary(dataset_id: str, body: Dictionary, request: Request) -> dict[str, Any]:
+    _unicode(body)
+    mm = _mm(request)
+    mm.set_dictionary(dataset_id, body.dictionary)
+    return _dataset_dict(mm, dataset_id)
+
+
 @router.delete("/datasets/{dataset_id}", status_code=204, summary="Drop a dataset and its items")
 def drop_dataset(dataset_id: str, request: Request) -> Response:
     mm = _mm(request)

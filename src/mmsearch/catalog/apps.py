@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from mmsearch.catalog.cache import ReadCache
 from mmsearch.catalog.models import AppDatasetRow, ApplicationRow, DatasetRow, KeyAppRow, aware, require, utcnow
 from mmsearch.errors import AlreadyExists, InvalidArgument
+from mmsearch.schema.fields import OCR_FIELD, parse_schema
 
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -33,6 +34,7 @@ class LocationConfig(BaseModel):
 
 
 Phrase = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class AppConfig(BaseModel):
@@ -52,6 +54,12 @@ class AppConfig(BaseModel):
     synonyms: list[Annotated[list[Phrase], Field(min_length=2, max_length=50)]] = Field(
         default_factory=list, max_length=1_000,
         description="groups of equivalent phrases searched together, e.g. [[\"耐克\", \"nike\"]]",
+    )
+    field_weights: dict[FieldName, Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]] = Field(
+        default_factory=dict, max_length=64,
+        description="the text channel's weight per searchable field (`_ocr`: text read from images), e.g. "
+        "{\"title\": 3, \"description\": 1}; a field left out keeps its default (the title-like field 2, "
+        "others 1, `_ocr` 0.5); 0 leaves a field out",
     )
 
 
@@ -107,6 +115,23 @@ class Apps:
                 out.append(ds)
         return out
 
+    @staticmethod
+    def _check_field_weights(s: Session, config: AppConfig, datasets: list[str]) -> None:
+        """Each weighted name is a searchable field of one of the datasets (or `_ocr`): a typo is an error, not
+        a setting that silently does nothing."""
+        if not config.field_weights:
+            return
+        known = {OCR_FIELD}
+        for ds in datasets:
+            row = s.get(DatasetRow, ds)
+            if row is not None:
+                known |= {f.name for f in parse_schema(json.loads(row.schema_json)).searchable}
+        for name in config.field_weights:
+            if name not in known:
+                raise InvalidArgument(
+                    f"config.field_weights.{name}: {name!r} is not a searchable field of the application's datasets "
+                    f"(known: {', '.join(sorted(known))})", field=f"config.field_weights.{name}")
+
     def create(self, app_id: str, datasets: list[str], config: object = None) -> Application:
         check_app_id(app_id)
         cfg = parse_app_config(config)
@@ -116,6 +141,7 @@ class Apps:
                     raise AlreadyExists(f"application_id: application {app_id!r} already exists",
                                         field="application_id")
                 bound = self._check_datasets(s, datasets)
+                self._check_field_weights(s, cfg, bound)
                 s.add(ApplicationRow(id=app_id, config_json=cfg.model_dump_json()))
                 s.flush()
                 s.add_all(AppDatasetRow(app_id=app_id, dataset_id=ds) for ds in bound)
@@ -128,12 +154,17 @@ class Apps:
     def update(self, app_id: str, datasets: list[str] | None = None, config: object = None) -> Application:
         with Session(self.engine) as s, s.begin():
             row = require(s, ApplicationRow, app_id, "application_id", "application")
+            cfg = parse_app_config(config if config is not None else json.loads(row.config_json))
             if config is not None:
-                row.config_json = parse_app_config(config).model_dump_json()
+                row.config_json = cfg.model_dump_json()
             if datasets is not None:
                 bound = self._check_datasets(s, datasets)
                 s.execute(delete(AppDatasetRow).where(AppDatasetRow.app_id == app_id))
                 s.add_all(AppDatasetRow(app_id=app_id, dataset_id=ds) for ds in bound)
+            else:
+                q = select(AppDatasetRow.dataset_id).where(AppDatasetRow.app_id == app_id)
+                bound = list(s.scalars(q))
+            self._check_field_weights(s, cfg, bound)
             row.updated_at = utcnow()
         self.cache.clear()
         return self.get(app_id)

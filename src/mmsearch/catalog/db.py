@@ -79,6 +79,16 @@ class Catalog:
         """`dataset` for the search path: kept for the cache's ttl, cleared by every write through this catalog."""
         return self.cache.get(("dataset", dataset_id), lambda: self.dataset(dataset_id))
 
+    def set_dictionary(self, dataset_id: str, words: list[str]) -> DatasetInfo:
+        """Replace the dataset's user words (schema `dictionary`), checked by the schema's rules."""
+        with Session(self.engine) as s, s.begin():
+            row = require(s, DatasetRow, dataset_id, "dataset_id", "dataset")
+            raw = _info(row).schema.model_dump(mode="json", exclude_defaults=True)
+            raw["dictionary"] = words
+            row.schema_json = parse_schema(raw).model_dump_json(exclude_defaults=True)
+        self.cache.clear()
+        return self.dataset(dataset_id)
+
     def datasets(self) -> list[DatasetInfo]:
         with Session(self.engine) as s:
             return [_info(row) for row in s.scalars(select(DatasetRow).order_by(DatasetRow.id))]

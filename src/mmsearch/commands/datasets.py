@@ -1,4 +1,4 @@
-"""`mmsearch dataset create|list|show|drop`: datasets and their schemas."""
+"""`mmsearch dataset create|list|show|dictionary|drop`: datasets, their schemas and user words."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
+from mmsearch.commands.common import JsonFlag, catalog, emit, engine, err, errors, out
 
 if TYPE_CHECKING:
     from mmsearch.schema.fields import DatasetInfo
@@ -85,6 +85,38 @@ def dataset_show(dataset_id: Annotated[str, typer.Argument(metavar="ID")], as_js
         table.add_row(f.name, f.type, " ".join(flags))
     out.print(table)
     out.print("indexes: " + (", ".join(f"{c} ({k})" for c, k in stats["indexes"].items()) or "none yet"))
+
+
+@dataset_app.command("dictionary")
+def dataset_dictionary(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="A word to add (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="A word to remove (repeatable).")] = None,
+    from_file: Annotated[Path | None, typer.Option(
+        "--file", help="Replace the list with this file's words (one a line, # comments).", exists=True,
+        dir_okay=False)] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every word.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show or change the words segmentation keeps whole in a dataset (brand names, product lines).
+
+    Queries use a change at once; items imported before it keep their tokens until imported again."""
+    with errors(as_json):
+        cat = catalog()
+        words = [] if clear else list(cat.dataset(dataset_id).schema.dictionary)
+        if from_file is not None:
+            lines = from_file.read_text(encoding="utf-8").splitlines()
+            words = [w.strip() for w in lines if w.strip() and not w.lstrip().startswith("#")]
+        words += list(add or [])
+        words = [w for w in words if w not in set(remove or [])]
+        changed = clear or from_file is not None or add or remove
+        info = cat.set_dictionary(dataset_id, words) if changed else cat.dataset(dataset_id)
+    if as_json:
+        emit({"id": info.id, "dictionary": list(info.schema.dictionary)})
+    else:
+        verb = "now holds" if changed else "holds"
+        out.print(f"dataset [bold]{info.id}[/] {verb} {len(info.schema.dictionary)} words"
+                  + (": " + ", ".join(info.schema.dictionary) if info.schema.dictionary else ""))
 
 
 @dataset_app.command("drop")

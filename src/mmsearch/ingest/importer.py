@@ -11,10 +11,10 @@ import numpy as np
 
 from mmsearch.encoders.base import l2_normalise
 from mmsearch.ingest.images import ImageIndexer, ItemImages
-from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.fields import OCR_FIELD, DatasetInfo
 from mmsearch.schema.validate import ItemError, ValidItem, validate_item
 from mmsearch.store.base import Record, Store
-from mmsearch.text import index_text
+from mmsearch.text import field_text, join_fields, user_words
 
 MAX_REPORTED_ERRORS = 1_000
 
@@ -53,14 +53,16 @@ class ImportReport:
 
 
 def searchable_text(info: DatasetInfo, doc: dict[str, Any]) -> str:
-    parts: list[str] = []
+    """Each searchable field's tokens behind its marker (text.field_text), so each field is scored on its own."""
+    fields: list[str] = []
+    words = user_words(info.schema.dictionary)
     for spec in info.schema.searchable:
         value = doc.get(spec.name)
         if isinstance(value, str):
-            parts.append(value)
+            fields.append(field_text(spec.name, [value], words))
         elif isinstance(value, list):
-            parts.extend(v for v in value if isinstance(v, str))
-    return index_text(parts)
+            fields.append(field_text(spec.name, [v for v in value if isinstance(v, str)], words))
+    return join_fields(fields)
 
 
 def to_record(info: DatasetInfo, item: ValidItem, images: ItemImages | None = None) -> Record:
@@ -72,7 +74,7 @@ def to_record(info: DatasetInfo, item: ValidItem, images: ItemImages | None = No
         if vector is None:
             vector = images.vector
         if images.ocr_text:
-            text = " ".join(t for t in (text, index_text([images.ocr_text])) if t)
+            text = join_fields([text, field_text(OCR_FIELD, [images.ocr_text], user_words(info.schema.dictionary))])
         media = images.media
     return Record(id=item.id, doc=item.doc, text=text, vector=vector, media=media)
 

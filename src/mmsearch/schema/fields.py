@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mmsearch.errors import InvalidArgument
+
+OCR_FIELD = "_ocr"  # the text read from an item's images, searched as a field of its own
+MAX_DICTIONARY_WORDS = 10_000
+_CJK_WORD = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,32}$")
+
+
+def check_dictionary(words: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """A dataset's user words: 2-32 Chinese characters each (jieba segments Chinese runs only: Latin words and
+    digits are already whole), repeats dropped, order kept."""
+    out: dict[str, None] = {}
+    for n, word in enumerate(words):
+        w = unicodedata.normalize("NFKC", word).strip() if isinstance(word, str) else word
+        if not isinstance(w, str) or not _CJK_WORD.match(w):
+            raise ValueError(f"word {n} ({word!r}) must be 2-32 Chinese characters (a brand or product line "
+                             "jieba should keep whole)")
+        out[w] = None
+    return tuple(out)
 
 SCALAR_TYPES = ("int32", "int64", "float", "bool", "string")
 ARRAY_TYPES = tuple(f"array<{t}>" for t in SCALAR_TYPES)
@@ -101,6 +119,13 @@ class DatasetSchema(BaseModel):
 
     fields: tuple[FieldSpec, ...]
     ocr: bool = True  # read text inside this dataset's images at import (when OCR is on for the server)
+    # words jieba keeps whole in this dataset (brand names, product lines): see text.UserWords
+    dictionary: tuple[str, ...] = Field(default=(), max_length=MAX_DICTIONARY_WORDS)
+
+    @field_validator("dictionary")
+    @classmethod
+    def _words(cls, words: tuple[str, ...]) -> tuple[str, ...]:
+        return check_dictionary(words)
 
     @model_validator(mode="after")
     def _rules(self) -> DatasetSchema:

@@ -22,22 +22,27 @@ def channel_scores(channel: str, candidates: list[Candidate]) -> dict[str, float
 
 
 def fuse(recalled: dict[str, list[Candidate]], options: SearchOptions) -> list[SearchHit]:
+    """One pass over the candidates; the same arithmetic as `channel_scores` inline (a query fuses ~400 of them,
+    and this loop was a fifth of a hybrid query's CPU)."""
     # per id: [fused score, unclipped tie-break sum, per-channel scores, values of the first channel seen]
     acc: dict[str, list] = {}
     ran = [ch for ch in recalled if recalled[ch]]
     total_weight = sum(options.weights.get(ch, 0.0) for ch in ran) or 1.0
-    rrf = options.fusion == "rrf"
+    rrf, rrf_k = options.fusion == "rrf", options.rrf_k
     for channel in ran:
         weight = options.weights.get(channel, 0.0)
         candidates = recalled[channel]
-        normalised = channel_scores(channel, candidates)
+        text = channel == "text"
+        best = max((c.score for c in candidates), default=0.0) if text else 0.0
         for rank, cand in enumerate(candidates, start=1):
+            raw = cand.score
+            s = (raw / best if best > 0 else 0.0) if text else (raw if raw > 0.0 else 0.0)
             entry = acc.get(cand.id)
             if entry is None:
                 entry = acc[cand.id] = [0.0, 0.0, {}, cand.values]
-            s = normalised[cand.id]
             entry[2][channel] = s
-            entry[1] += weight * (s if channel == "text" else cand.score)
-            entry[0] += weight / (options.rrf_k + rank) if rrf else weight * s / total_weight
-    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
-    return [SearchHit(id=i, fields=dict(e[3]), score=e[0], recall=e[2]) for i, e in ranked]
+            entry[1] += weight * (s if text else raw)
+            entry[0] += weight / (rrf_k + rank) if rrf else weight * s / total_weight
+    ranked = [(-e[0], -e[1], i, e) for i, e in acc.items()]
+    ranked.sort()  # ids are unique, so the entry itself is never compared
+    return [SearchHit(i, e[3], e[0], e[2]) for _, _, i, e in ranked]

@@ -62,6 +62,11 @@ def sort_hits(hits: list[SearchHit], sort_by: str | None, sort_order: str) -> li
         keyed = [(sort_value(h.fields, sort_by, descending), h) for h in hits]
     present = [(v, h) for v, h in keyed if v is not _MISSING]
     missing = [h for v, h in keyed if v is _MISSING]
+    if all(not isinstance(v, str) for v, _ in present):  # numbers only (the usual case): plain float keys, no calls
+        sign = -1.0 if descending else 1.0
+        numbers = [(sign * float(v), n, h) for n, (v, h) in enumerate(present)]
+        numbers.sort()  # (key, position): stable, and a hit is never compared
+        return [h for _, _, h in numbers] + missing
     present.sort(key=lambda p: _key(p[0]), reverse=descending)
     return [h for _, h in present] + missing
 

@@ -15,6 +15,9 @@ combines five signals, each in [0, 1]:
               1.0 in the title-like field (the first searchable field named like *title* or *name*,
               else the first searchable field), 0.8 in another searchable field, 0.6 in the OCR text
               of an image, 0 otherwise. Latin words must match whole (`shoe` is not in `shoes`).
+              Short of the phrase, a Chinese query's characters in order and close together (雄狮 in
+              一头雄性狮子, not in 狮子座的雄心) earn NEAR x that level x len(query) / the span they cover,
+              when the span is at most twice the query.
     ocr       the fraction of the query's tokens found in the OCR text of the item's images: the image
               itself shows what was asked for. Used when the dataset has image fields.
     first     the first-stage fused score divided by the best fused score of this query.
@@ -41,11 +44,12 @@ import numpy as np
 from mmsearch.schema.fields import DatasetInfo, DatasetSchema, FieldSpec
 from mmsearch.search.types import RERANK_WEIGHTS, SearchHit
 from mmsearch.store.base import RerankFeatures, Store
-from mmsearch.text import is_cjk, normalize, search_term, tokenize, tokenize_query
+from mmsearch.text import UserWords, is_cjk, normalize, search_term, tokenize, tokenize_query
 
 PHRASE_TITLE = 1.0
 PHRASE_FIELD = 0.8
 PHRASE_OCR = 0.6
+NEAR = 0.5  # share of the phrase signal for a Chinese query's characters in order and close (`proximity`)
 CJK_BACKOFF = 0.5  # coverage credit of a CJK word whose characters the item holds, but not the word
 
 _PUNCT = re.compile(r"[\W_]+")
@@ -63,14 +67,15 @@ class RerankQuery:
 
     @classmethod
     def of(cls, text: str | None, vector: np.ndarray | None,
-           alternatives: dict[str, list[tuple[str, ...]]] | None = None) -> RerankQuery:
+           alternatives: dict[str, list[tuple[str, ...]]] | None = None, words: UserWords | None = None
+           ) -> RerankQuery:
         text = text or ""
         v = None
         if vector is not None:
             v = np.asarray(vector, dtype=np.float32).reshape(-1)
             norm = float(np.linalg.norm(v))
             v = v / norm if norm > 0 else None
-        return cls(text=phrase_text(text), tokens=tokenize_query(text) if text.strip() else [], vector=v,
+        return cls(text=phrase_text(text), tokens=tokenize_query(text, words) if text.strip() else [], vector=v,
                    alternatives=alternatives or {})
 
 
@@ -98,6 +103,24 @@ def contains_phrase(haystack: str, needle: str) -> bool:
     return False
 
 
+def proximity(needle: str, haystack: str) -> float:
+    """NEAR x len(needle) / the shortest span of `haystack` holding needle's characters in order, or 0 when
+    that span is longer than twice the needle (or there is none)."""
+    best = 0
+    start = haystack.find(needle[0])
+    while start != -1:
+        at = start
+        for ch in needle[1:]:
+            at = haystack.find(ch, at + 1)
+            if at == -1 or at - start + 1 > 2 * len(needle):
+                break
+        else:
+            span = at - start + 1
+            best = span if best == 0 else min(best, span)
+        start = haystack.find(needle[0], start + 1)
+    return NEAR * len(needle) / best if best else 0.0
+
+
 def title_field(schema: DatasetSchema) -> FieldSpec | None:
     searchable = schema.searchable
     for spec in searchable:
@@ -105,6 +128,12 @@ def title_field(schema: DatasetSchema) -> FieldSpec | None:
         if "title" in name or "name" in name:
             return spec
     return searchable[0] if searchable else None
+
+
+def text_fields(schema: DatasetSchema) -> tuple[list[FieldSpec], str | None]:
+    """The searchable fields and the name of the title-like one (None without searchable fields)."""
+    title = title_field(schema)
+    return schema.searchable, (title.name if title is not None else None)
 
 
 def _strings(value: Any) -> list[str]:
@@ -144,10 +173,11 @@ def semantic_scores(query: RerankQuery, items: list[RerankFeatures]) -> list[flo
 
 def signals(
     query: RerankQuery, item: RerankFeatures, schema: DatasetSchema, first: float, used: list[str] | None = None,
-    semantic: float | None = None,
+    semantic: float | None = None, fields: tuple[list[FieldSpec], str | None] | None = None,
 ) -> dict[str, float]:
     """Each used signal of one item, in [0, 1] (see the module docstring). `semantic`, when given, is the item's
-    semantic signal already computed (see `semantic_scores`)."""
+    semantic signal already computed (see `semantic_scores`); `fields`, the schema's searchable fields and the
+    title field's name (`text_fields`), computed once per query."""
     used = used if used is not None else used_signals(query, schema)
     out: dict[str, float] = {"first": min(1.0, max(0.0, first))}
     if "semantic" in used and semantic is not None:
@@ -161,8 +191,8 @@ def signals(
             out["semantic"] = min(1.0, max(0.0, float(v @ query.vector) / norm)) if norm > 0 else 0.0
     if not query.tokens:
         return out
-    title = title_field(schema)
-    field_texts = {spec.name: _strings(item.doc.get(spec.name)) for spec in schema.searchable}
+    searchable, title = fields or text_fields(schema)
+    field_texts = {spec.name: _strings(item.doc.get(spec.name)) for spec in searchable}
     ocr_texts = [m["ocr"] for m in item.media if isinstance(m, dict) and isinstance(m.get("ocr"), str) and m["ocr"]]
     ocr_tokens = {tok for t in ocr_texts for tok in tokenize(t)} if ocr_texts and "ocr" in used else set()
     if item.tokens is not None:  # the store's index tokens: fields and OCR text, tokenised at import
@@ -173,9 +203,13 @@ def signals(
     n = len(query.tokens)
     out["coverage"] = coverage(query.tokens, found, query.alternatives)
     phrase = 0.0
+    near = is_cjk(query.text) and len(query.text) > 1 and " " not in query.text
     for name, texts in field_texts.items():
+        level = PHRASE_TITLE if name == title else PHRASE_FIELD
         if any(contains_phrase(phrase_text(t), query.text) for t in texts):
-            phrase = max(phrase, PHRASE_TITLE if title is not None and name == title.name else PHRASE_FIELD)
+            phrase = max(phrase, level)
+        elif near:
+            phrase = max(phrase, level * max((proximity(query.text, phrase_text(t)) for t in texts), default=0.0))
     if phrase < PHRASE_OCR and any(contains_phrase(phrase_text(t), query.text) for t in ocr_texts):
         phrase = PHRASE_OCR
     out["phrase"] = phrase
@@ -201,13 +235,6 @@ def coverage(tokens: list[str], item_tokens: frozenset[str] | set[str],
     return credit / len(pairs)
 
 
-def combine(values: dict[str, float], weights: dict[str, float]) -> float:
-    total = sum(max(0.0, weights.get(s, 0.0)) for s in values)
-    if total <= 0:
-        return values.get("first", 0.0)
-    return sum(max(0.0, weights.get(s, 0.0)) * v for s, v in values.items()) / total
-
-
 def rerank_hits(
     hits: list[SearchHit],
     features: dict[str, RerankFeatures],
@@ -227,9 +254,14 @@ def rerank_hits(
     head = [h for h in hits[:depth] if h.id in features]
     tail = [h for h in hits[:depth] if h.id not in features]
     semantic = semantic_scores(query, [features[h.id] for h in head]) if "semantic" in used else [None] * len(head)
+    fields = text_fields(schema)
+    positive = {name: w for name, w in weights.items() if w > 0}
+    total = sum(positive.get(name, 0.0) for name in used)  # every used signal is in each item's values
     for hit, sem in zip(head, semantic, strict=True):
         first = hit.score / best if best > 0 else 0.0
-        hit.rerank_score = combine(signals(query, features[hit.id], schema, first, used, sem), weights)
+        values = signals(query, features[hit.id], schema, first, used, sem, fields)
+        hit.rerank_score = (sum(positive.get(name, 0.0) * v for name, v in values.items()) / total if total > 0
+                            else values.get("first", 0.0))
     head.sort(key=lambda h: -(h.rerank_score or 0.0))  # stable: equal scores keep the fused order
     return head + tail + hits[depth:]
 

@@ -89,6 +89,7 @@ class SearchOptions:
     geo: GeoOptions | None = None  # location boost; applies when the request carries a location
     limits: RequestLimits = field(default_factory=RequestLimits)
     synonyms: tuple[tuple[str, ...], ...] = ()  # groups of equivalent phrases (search/synonyms.py)
+    field_weights: dict[str, float] | None = None  # the text channel's per field; None = search/field_weights.py
 
 
 @dataclass(slots=True)

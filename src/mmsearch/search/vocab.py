@@ -58,6 +58,10 @@ class SpellCheckers:
             self.refresh(info)
         return entry.corrector
 
+    def ready(self, dataset_id: str) -> bool:
+        """Built once: `get` answers without reading the dataset."""
+        return dataset_id in self._entries
+
     def refresh(self, info: DatasetInfo) -> None:
         with self._lock:
             if info.id in self._building:

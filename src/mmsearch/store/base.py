@@ -81,9 +81,18 @@ class Store(Protocol):
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int: ...
 
+    def in_memory(self, dataset_id: str) -> bool:
+        """Whether a search of this dataset now reads only memory (no I/O, no index to load or catch up): the
+        HTTP layer then runs it on its event loop instead of a worker thread. A networked store says False."""
+        ...
+
     def text_search(
-        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
-    ) -> list[Candidate]: ...
+        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = (),
+        field_weights: dict[str, float] | None = None,
+    ) -> list[Candidate]:
+        """BM25 per field, weighted by `field_weights` (field name, or `_ocr`, -> weight; a field left out
+        weighs 1)."""
+        ...
 
     def vector_search(
         self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None, fields: tuple[str, ...] = ()

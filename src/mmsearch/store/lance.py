@@ -249,15 +249,14 @@ class LanceStore:
                 found[i] = index.document(row)
         return found
 
+    def in_memory(self, dataset_id: str) -> bool:
+        return self.serving.current(dataset_id)
+
     def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
         index = self.serving_index(info)
-        found: dict[str, RerankFeatures] = {}
-        for i in dict.fromkeys(ids):
-            row = index.live_row(i)
-            if row is not None:
-                found[i] = RerankFeatures(doc=index.document(row), vector=index.vector_of(row),
-                                          media=index.media_of(row), tokens=index.tokens_of(row))
-        return found
+        live = [(i, row) for i in dict.fromkeys(ids) if (row := index.live_row(i)) is not None]
+        features = index.rerank_features([row for _, row in live])
+        return {i: f for (i, _), f in zip(live, features, strict=True)}
 
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
         found = self.get_many(info, ids)
@@ -281,12 +280,13 @@ class LanceStore:
             yield {name: batch.column(name).to_pylist() for name in columns}
 
     def text_search(
-        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
+        self, info: DatasetInfo, tokens: list[str], k: int, where: Filter | None = None, fields: tuple[str, ...] = (),
+        field_weights: dict[str, float] | None = None,
     ) -> list[Candidate]:
         if not tokens:
             return []
         index = self.serving_index(info)
-        ids, scores, rows = index.text_search(tokens, k, where)
+        ids, scores, rows = index.text_search(tokens, k, where, field_weights)
         return _candidates(index, ids, scores, rows, fields)
 
     def vector_search(
@@ -419,6 +419,6 @@ def _candidates(
     index: ServingIndex, ids: list[str], scores: np.ndarray, rows: np.ndarray, fields: tuple[str, ...]
 ) -> list[Candidate]:
     if not fields:
-        return [Candidate(i, float(sc)) for i, sc in zip(ids, scores.tolist(), strict=True)]
+        return [Candidate(i, sc) for i, sc in zip(ids, scores.tolist(), strict=True)]
     values = index.values(rows, fields)
-    return [Candidate(i, float(sc), v) for i, sc, v in zip(ids, scores.tolist(), values, strict=True)]
+    return [Candidate(i, sc, v) for i, sc, v in zip(ids, scores.tolist(), values, strict=True)]

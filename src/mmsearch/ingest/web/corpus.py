@@ -57,10 +57,10 @@ from mmsearch.errors import InvalidArgument, MMSearchError
 from mmsearch.ingest.web.types import WebImage
 from mmsearch.media import FetchConfig, Fetcher, FetchError, UnsafeURL, decode_image, is_data_uri, sniff_image_format
 from mmsearch.media.images import MAX_BYTES, DecodedImage
-from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.fields import OCR_FIELD, DatasetInfo
 from mmsearch.schema.validate import validate_item
 from mmsearch.store.base import Record
-from mmsearch.text import index_text
+from mmsearch.text import field_text, join_fields
 
 WEB_DATASET_TYPE = "web"
 BANDS = 8  # 8 bands of 8 bits: exact band matches find every hash within 7 bits
@@ -604,7 +604,8 @@ class WebCorpus:
             valid, errors = validate_item(info.schema, doc, 0, info.vector_dim)
             if valid is None:  # pragma: no cover - the document is built from checked values
                 raise InvalidArgument("; ".join(e.message for e in errors))
-            text = " ".join(t for t in (index_text([c.title]), index_text([ocr_text]) if ocr_text else "") if t)
+            ocr_field = field_text(OCR_FIELD, [ocr_text]) if ocr_text else ""
+            text = join_fields([field_text("title", [c.title]), ocr_field])
             media = [{"field": "image", "ref": _short(c.web.image_url), "width": c.image.width,
                       "height": c.image.height, "sha256": c.image.sha256, "ocr": ocr_text}]
             records.append(Record(id=g.item_id, doc=valid.doc, text=text, vector=vector, media=media))

@@ -69,6 +69,13 @@ class Blobs:
         offsets = self.offsets.view()
         return self.data.view()[offsets[row] : offsets[row + 1]].tobytes()
 
+    def get_many(self, rows: list[int]) -> list[bytes]:
+        """`get` of each row, reading the buffers once (a rerank reads 3 strings of 50 rows per query)."""
+        offsets = self.offsets.view()
+        data = memoryview(self.data.view())
+        at = np.asarray(rows, dtype=np.int64)
+        return [bytes(data[a:b]) for a, b in zip(offsets[at].tolist(), offsets[at + 1].tolist(), strict=True)]
+
     @property
     def nbytes(self) -> int:
         return self.data.nbytes + self.offsets.nbytes

@@ -128,19 +128,22 @@ class ColumnView:
             return out
         return np.isin(values, codes)
 
-    def match(self, f: Match) -> np.ndarray:
+    def match(self, f: Match, at: np.ndarray | None = None) -> np.ndarray:
+        """The condition over every row, or over the rows `at` only (a mask as long as `at`)."""
         codes = self._codes(f.values)
         if self.elements is not None:
             hit = np.zeros(self.rows, dtype=bool)
             if len(codes):
                 hit[self.owners[self._member(self.elements, codes)]] = True
+            hit = hit if at is None else hit[at]
             return ~hit if f.negate else hit
-        hit = self.valid & self._member(self.values, codes) if len(codes) else np.zeros(self.rows, dtype=bool)
+        valid, values = (self.valid, self.values) if at is None else (self.valid[at], self.values[at])
+        hit = valid & self._member(values, codes) if len(codes) else np.zeros(len(valid), dtype=bool)
         return ~hit if f.negate else hit  # must_not keeps rows without a value, as SQL `IS NULL OR NOT IN`
 
-    def range(self, f: Range) -> np.ndarray:
-        keep = self.valid.copy()
-        v = self.values
+    def range(self, f: Range, at: np.ndarray | None = None) -> np.ndarray:
+        keep = self.valid.copy() if at is None else self.valid[at]
+        v = self.values if at is None else self.values[at]
         for key, op in (("gte", np.greater_equal), ("gt", np.greater), ("lte", np.less_equal), ("lt", np.less)):
             bound = getattr(f, key)
             if bound is None:
@@ -188,10 +191,11 @@ def evaluate(
     return condition(f, columns)
 
 
-def condition(f: Match | Range, columns: dict[str, ColumnView]) -> np.ndarray:
+def condition(f: Match | Range, columns: dict[str, ColumnView], at: np.ndarray | None = None) -> np.ndarray:
+    """One condition's mask over every row, or over the rows `at` only."""
     col = columns[f.field]
     if isinstance(f, Match):
-        return col.match(f)
+        return col.match(f, at)
     if isinstance(f, Range):
-        return col.range(f)
+        return col.range(f, at)
     raise TypeError(f"not a filter: {f!r}")

@@ -98,6 +98,13 @@ class LiveIndexes:
         state = self._states.get(dataset_id)
         return state.index if state is not None else None
 
+    def current(self, dataset_id: str) -> bool:
+        """Loaded, and the next search needs no catch-up: the journal is as last read and no table version
+        check is due, so a search reads memory only (no Lance read, no build)."""
+        state = self._states.get(dataset_id)
+        return (state is not None and time.monotonic() - state.checked < VERSION_CHECK_S
+                and not state.journal.changed())
+
     # -- readers' side -----------------------------------------------------------------------------------
     def get(self, info: DatasetInfo) -> ServingIndex:
         """The dataset's index, caught up with every write this process made and any other's journaled

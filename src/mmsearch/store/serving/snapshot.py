@@ -24,12 +24,15 @@ from mmsearch.store.serving.index import ServingIndex
 from mmsearch.store.serving.postings import Segment, merge
 from mmsearch.store.serving.vectors import VectorConfig
 
-FORMAT = 3  # 3: postings keyed by search terms (stemmed, no stop words)
+# 3: postings keyed by search terms (stemmed, no stop words); 4: per field ("slot:term", lengths rows x fields)
+FORMAT = 4
 KEEP = 2  # snapshots kept per dataset (the newest; an older one for a reader still loading it)
 
 
 def fingerprint(info: DatasetInfo) -> str:
-    raw = json.dumps({"schema": info.schema.model_dump(mode="json"), "dim": info.vector_dim}, sort_keys=True)
+    # the user words change how items are tokenised at import, not what the index reads from the table
+    schema = info.schema.model_dump(mode="json", exclude={"dictionary"})
+    raw = json.dumps({"schema": schema, "dim": info.vector_dim}, sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
@@ -95,8 +98,7 @@ def save(index: ServingIndex, tables: Path) -> Path:
                 faiss.write_index(index.vectors.ivf, str(tmp / "ivf.faiss"))
         meta = {
             "format": FORMAT, "dataset": index.info.id, "fingerprint": fingerprint(index.info),
-            "version": view.version, "rows": rows, "indexed": indexed, "live_rows": view.stats.docs,
-            "live_length": view.stats.docs * view.stats.avgdl, "strings": strings,
+            "version": view.version, "rows": rows, "indexed": indexed, "strings": strings,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         os.rename(tmp, final)
@@ -148,8 +150,10 @@ def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> S
         import faiss
 
         index.vectors.set_ivf(faiss.read_index(str(path / "ivf.faiss")), int(meta["indexed"]))
-    index.live_rows = int(meta["live_rows"])
-    index.live_length = float(meta["live_length"])
+    live = index.lengths.view()[alive]  # the statistics, exactly as appends and removals kept them
+    index.live_rows = len(live)
+    index.live_length = live.sum(axis=0, dtype=np.float64)
+    index.live_docs = (live > 0).sum(axis=0)
     index.publish(int(meta["version"]))
     return index
 
