@@ -449,3 +449,20 @@ def test_rerank_features_read_in_one_pass_match_each_row(tmp_path, info):
             np.testing.assert_allclose(f.vector, r.vector, rtol=1e-6)
     assert found[records[3].id].doc["big"] == 2**70
     assert index.docs.get_many([5, 0, 5]) == [index.docs.get(5), index.docs.get(0), index.docs.get(5)]
+
+
+def test_merging_segments_equals_building_one_from_every_row():
+    from mmsearch.store.serving.postings import build_segment, merge
+
+    rng = np.random.default_rng(12)
+    rows = [[f"t{j}" for j in rng.integers(0, 300, rng.integers(0, 15))] for _ in range(400)]
+    whole, _ = build_segment(0, rows)
+    parts, first = [], 0
+    for size in (0, 37, 1, 120, 0, 242):  # empty segments too
+        parts.append(build_segment(first, rows[first : first + size])[0])
+        first += size
+    for merged in (merge(parts), merge([merge(parts[:3]), merge(parts[3:])])):
+        assert sorted(merged.terms) == sorted(whole.terms)
+        for term in whole.terms:
+            got, want = merged.postings(term), whole.postings(term)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1]), term

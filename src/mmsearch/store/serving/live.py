@@ -10,6 +10,8 @@ than GRACE_S), the index is rebuilt from the table: the table is the truth, the 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
 import time
@@ -139,6 +141,7 @@ class LiveIndexes:
         for batch in batches:
             index.append(batch)
         index.publish(version)
+        release_free_memory()
         log.info("serving index for %s built from the table: %d rows at version %d in %.2f s", info.id,
                  len(index.ids), version, time.perf_counter() - started)
         return index
@@ -228,6 +231,7 @@ class LiveIndexes:
             with index.write_lock:
                 index.vectors.set_ivf(ivf, rows)
                 index.vectors.fold(len(index.ids))
+            release_free_memory()
             log.info("IVF for %s: %d rows in %.1f s", info.id, rows, time.perf_counter() - started)
         except Exception:  # pragma: no cover - the exact scan keeps answering
             log.exception("building the IVF of %s failed; vector search stays exact", info.id)
@@ -245,7 +249,20 @@ class LiveIndexes:
                     snapshot.save(index, self.tables)
                     state.saved_rows = len(index.ids)
                     self._trim(index, state)
+            release_free_memory()  # the save's merged postings and id strings
         except OSError:  # pragma: no cover - a snapshot is an optimisation; the next change tries again
             log.exception("saving the serving index of %s failed", index.info.id)
         finally:
             state.saving = False
+
+
+def release_free_memory() -> None:
+    """Hand memory freed by a build back to the system (glibc's malloc_trim). A build frees hundreds of MB of
+    scan batches and merge temporaries that glibc keeps for reuse otherwise: at 1M items the RSS after the
+    build stood ~250 MB above what the index holds, and the IVF training that follows peaked on top of it."""
+    name = ctypes.util.find_library("c")
+    if name is None:  # pragma: no cover - not a libc platform
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:  # glibc only (musl and macOS have none)
+        trim(0)

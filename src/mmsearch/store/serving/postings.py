@@ -93,21 +93,39 @@ def _segment(terms: dict[str, int], term_ids: np.ndarray, row_ids: np.ndarray,
 
 
 def merge(segments: list[Segment]) -> Segment:
-    """One segment with every posting of `segments` (rows keep their numbers)."""
+    """One segment with every posting of `segments` (rows keep their numbers), given in the order of their rows.
+
+    Segments cover disjoint, increasing row ranges, so a term's merged postings are its postings in each segment,
+    one after the other: each segment's postings are copied to their place (no sort, and nothing held beyond
+    the result but one destination index per posting of the segment being copied)."""
     terms: dict[str, int] = {}
-    term_ids, row_ids, tfs = [], [], []
+    remaps = []
     for seg in segments:
-        remap = np.empty(len(seg.terms), dtype=np.int32)
+        remap = np.empty(len(seg.terms), dtype=np.int64)
         for term, t in seg.terms.items():
             g = terms.get(term)
             if g is None:
                 g = terms[term] = len(terms)
             remap[t] = g
-        counts = np.diff(seg.indptr)
-        term_ids.append(np.repeat(remap, counts))
-        row_ids.append(seg.rows)
-        tfs.append(seg.tfs)
-    return _segment(terms, np.concatenate(term_ids), np.concatenate(row_ids), np.concatenate(tfs))
+        remaps.append(remap)
+    counts = np.zeros(len(terms), dtype=np.int64)
+    for seg, remap in zip(segments, remaps, strict=True):
+        counts[remap] += np.diff(seg.indptr)  # a segment's term ids are distinct, so no update is lost
+    indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    rows = np.empty(int(indptr[-1]), dtype=np.int32)
+    tfs = np.empty(int(indptr[-1]), dtype=np.float32)
+    filled = indptr[:-1].copy()  # where each term's next postings go
+    for seg, remap in zip(segments, remaps, strict=True):
+        sizes = np.diff(seg.indptr)
+        # posting p of local term i goes to filled[remap[i]] + (p - seg.indptr[i])
+        dest = np.repeat(filled[remap] - seg.indptr[:-1], sizes)
+        dest += np.arange(len(seg.rows), dtype=np.int64)
+        rows[dest] = seg.rows
+        tfs[dest] = seg.tfs
+        del dest
+        filled[remap] += sizes
+    return Segment(terms, indptr, rows, tfs)
 
 
 @dataclass(frozen=True)
