@@ -94,3 +94,19 @@ def test_spelling_never_rewrites_an_inflection_of_a_known_word():
     assert corrector.correct("running shoes") == ""  # shoes is shoe's plural, not a typo
     assert corrector.correct("runs") == ""
     assert corrector.correct("wireles headphnes") == "wireless headphones"  # typos are still corrected
+
+
+def test_a_word_with_a_noun_suffix_backs_off_to_its_head(mm):
+    """Issue 11: `狮子` found no picture titled `雄狮 …` once any item held both characters (the horoscope's 狮子座),
+    since the back-off kept items holding all of them. 子 is a noun suffix: 狮子 backs off to 狮 alone."""
+    mm.create_dataset("web", SCHEMA, vector_dim=8)
+    mm.import_items("web", [{"item_id": i, "title": t} for i, t in {
+        "lion": "雄狮在草原上捕猎", "leo": "狮子座本周运势", "cub": "一只幼狮在树下休息", "kids": "孩子们的小桌子",
+    }.items()])
+    found = ids(mm.search("web", SearchRequest(text="狮子", page_size=20)))
+    assert set(found) == {"leo", "lion", "cub"}  # and not the item holding only the suffix
+    assert found[0] == "leo"  # the only item holding the word itself ranks first
+    shoes = {"s1": "网面跑步运动鞋", "s2": "尖头高跟鞋", "k1": "儿子的玩具车"}
+    mm.create_dataset("shoes", SCHEMA, vector_dim=8)
+    mm.import_items("shoes", [{"item_id": i, "title": t} for i, t in shoes.items()])
+    assert set(ids(mm.search("shoes", SearchRequest(text="鞋子", page_size=20)))) == {"s1", "s2"}

@@ -42,6 +42,7 @@ SUBSET_SHARE = 8  # a filter is evaluated at a text query's matched rows when th
 MASK_CACHE = 16  # recent filter masks kept (a mask of 1M rows is 1 MB)
 CONDITION_CACHE = 64  # recent single conditions' masks kept (`in_stock = true` recurs in most queries)
 BACKOFF = 0.5  # weight of a CJK word's characters when the index does not hold the word (see `clauses`)
+NOUN_SUFFIXES = frozenset("子儿")  # 狮子, 鞋子, 裙子, 猫儿: the word names what its first character names
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,13 @@ class ServingIndex:
             if len(rows):
                 out.append(Clause(rows, tfs, len(rows)))
             if len(rows) >= k or len(t) < 2 or not is_cjk(t):
+                continue
+            if len(t) == 2 and t[1] in NOUN_SUFFIXES and t[0] not in NOUN_SUFFIXES:
+                # 狮子 is 狮 with a noun suffix: back off to the head alone, in every item holding it (雄狮),
+                # not to the suffix, which names nothing (孩子, 桌子)
+                r, f = term(t[0])
+                if len(r):
+                    out.append(Clause(r, f, len(r), BACKOFF))
                 continue
             parts = [term(ch) for ch in dict.fromkeys(t)]
             parts = [p for p in parts if len(p[0])]
