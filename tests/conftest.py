@@ -25,6 +25,11 @@ from mmsearch.config import Settings
 from mmsearch.core import MMSearch
 from mmsearch.search import SearchOptions, SearchRequest
 
+# the smallest searchable catalogue: an id and a title
+TITLE_SCHEMA: dict[str, Any] = {"fields": [
+    {"name": "id", "type": "string", "primary_key": True},
+    {"name": "title", "type": "string", "searchable": True},
+]}
 EXAMPLE_SCHEMA: dict[str, Any] = {
     "fields": [
         {"name": "item_id", "type": "string", "primary_key": True},

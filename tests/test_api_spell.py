@@ -7,11 +7,9 @@ import time
 import pytest
 
 from api_fixtures import Api, start, stop
+from conftest import TITLE_SCHEMA
 
-SCHEMA = {"fields": [
-    {"name": "id", "type": "string", "primary_key": True},
-    {"name": "title", "type": "string", "searchable": True},
-]}
+SCHEMA = TITLE_SCHEMA
 BOOKS = [
     {"id": "b1", "title": "三体 刘慈欣 科幻小说"},
     {"id": "b2", "title": "三体 II 黑暗森林"},

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api_fixtures import start, stop
-from conftest import ids
+from conftest import TITLE_SCHEMA, ids
 from mmsearch.cli import app
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
@@ -18,10 +18,7 @@ from mmsearch.errors import InvalidArgument
 from mmsearch.search import SearchOptions, SearchRequest
 from mmsearch.text import tokenize, tokenize_query, user_words
 
-SCHEMA = {"fields": [
-    {"name": "id", "type": "string", "primary_key": True},
-    {"name": "title", "type": "string", "searchable": True},
-]}
+SCHEMA = TITLE_SCHEMA
 ITEMS = [
     {"id": "band", "title": "小米手环8 NFC版 运动心率"},
     {"id": "film", "title": "小米14 手机钢化膜 送手环"},

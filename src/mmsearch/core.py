@@ -90,7 +90,8 @@ class MMSearch:
     def answers_from_memory(self, app_id: str, dataset_id: str) -> bool:
         """Whether the application's text search of this dataset is only CPU over what is loaded: the model (or
         none), the spelling vocabulary when the application corrects, and the dataset's serving index with
-        nothing to catch up. The application's row comes from a 1 s cache."""
+        nothing to catch up. The application's row comes from a 1 s cache. One read remains for a correcting
+        application: the vocabulary asks the table for its version number (~0.4 ms at 100k)."""
         if not self._encoder_ready:
             return False
         try:

@@ -242,12 +242,9 @@ class LanceStore:
 
     def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]:
         index = self.serving_index(info)
-        found: dict[str, dict[str, Any]] = {}
-        for i in dict.fromkeys(ids):
-            row = index.live_row(i)
-            if row is not None:
-                found[i] = index.document(row)
-        return found
+        live = [(i, row) for i in dict.fromkeys(ids) if (row := index.live_row(i)) is not None]
+        docs = index.documents([row for _, row in live])
+        return {i: d for (i, _), d in zip(live, docs, strict=True)}
 
     def in_memory(self, dataset_id: str) -> bool:
         return self.serving.current(dataset_id)
