@@ -18,12 +18,14 @@ from mmsearch.commands.doctor import doctor
 from mmsearch.commands.evaluate import eval_
 from mmsearch.commands.items import delete, get, import_, search_
 from mmsearch.commands.serve import serve
+from mmsearch.commands.video import video_app
 from mmsearch.commands.web import import_web
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mmsearch: self-hosted multimodal search.")
 app.callback()(main_callback)
 
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(video_app, name="video")
 app.command("import")(import_)
 app.command("delete")(delete)
 app.command("get")(get)

@@ -81,9 +81,37 @@ class Settings(BaseSettings):
         description="hosts in one IQS advancedParams.excludeSites; the string may hold 256 characters per host",
     )
 
+    media_roots: str = Field(
+        default="", description="os.pathsep-separated folders local image, video and subtitle paths may come from"
+    )
+    video_max_bytes: int = Field(default=2 * 1024**3, ge=1024, description="size of one video file")
+    video_max_seconds: float = Field(default=4 * 3600.0, gt=0, description="duration of one video")
+    video_max_pixels: int = Field(default=3840 * 2160, ge=100, description="width x height of a video stream")
+    video_fps: float = Field(default=2.0, gt=0, le=30, description="frames sampled per second to find shots")
+    video_max_gap_s: float = Field(default=10.0, gt=0, le=600, description="longest segment: long shots are split")
+    video_band_every_s: float = Field(
+        default=1.0, ge=0, le=60, description="seconds between OCR reads of the frame's lower band (0 = none)"
+    )
+    video_download_timeout_s: float = Field(default=600.0, gt=0, description="whole download of one video URL")
+    llm_url: str = Field(
+        default="", description="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) that writes videos' "
+        "generated titles and summaries; empty: extractive only (ingest/summarize.py)",
+    )
+    llm_model: str = Field(default="", description="the model llm_url is asked for")
+    llm_api_key: str = Field(default="", repr=False, description="bearer key of llm_url; never logged or printed")
+    llm_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="seconds per LLM request; one retry after a 429, 5xx or timeout"
+    )
+    llm_max_input_chars: int = Field(
+        default=12_000, ge=1_000, le=1_000_000,
+        description="characters of a video's text sent to the LLM; a longer transcript is sampled evenly",
+    )
+
     @property
     def image_root_paths(self) -> list[Path]:
-        return [Path(p) for p in self.image_roots.split(os.pathsep) if p.strip()]
+        """Where local media may come from: MMSEARCH_IMAGE_ROOTS and MMSEARCH_MEDIA_ROOTS together."""
+        both = f"{self.image_roots}{os.pathsep}{self.media_roots}"
+        return [Path(p) for p in both.split(os.pathsep) if p.strip()]
 
     @property
     def catalog_url(self) -> str:

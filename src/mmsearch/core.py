@@ -13,9 +13,10 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmsearch.catalog import Catalog
 from mmsearch.catalog.apps import AppConfig, Application
@@ -28,6 +29,7 @@ from mmsearch.ingest import ImportReport, import_items, read_items
 from mmsearch.ingest.images import ImageIndexer
 from mmsearch.media import FetchConfig, Fetcher, load_image_ref
 from mmsearch.media.images import set_decode_limit
+from mmsearch.media.refs import media_file
 from mmsearch.schema.fields import DatasetInfo, check_dataset_id, check_dataset_type, parse_schema
 from mmsearch.schema.filters import FilterLimits
 from mmsearch.search import SearchOptions, SearchRequest, SearchResult, search
@@ -35,6 +37,10 @@ from mmsearch.search.pipeline import check_request
 from mmsearch.search.types import RequestLimits
 from mmsearch.store.lance import AnnConfig, LanceStore
 from mmsearch.unicode import require_valid_unicode
+
+if TYPE_CHECKING:  # PyAV and the summariser load on first use, with the first video dataset
+    from mmsearch.ingest.summarize import Summarizer
+    from mmsearch.ingest.videos import VideoConfig, VideoIndexer, VideoProgress
 
 _UNSET: Any = object()
 
@@ -59,6 +65,7 @@ class MMSearch:
         self._ocr: Any = None
         self._ocr_cache: Any = None
         self._fetcher: Fetcher | None = None
+        self._summarizer: Summarizer | None = None
         self._lock = threading.Lock()
         make_home(self.settings.home)  # 0700 when we create it: the catalog holds secrets
         self.catalog = Catalog(self.settings.catalog_url)
@@ -144,9 +151,8 @@ class MMSearch:
         return load_image_ref(ref, self.fetcher, self.settings.image_root_paths, field=field,
                               max_pixels=self.settings.max_image_pixels)
 
-    def image_indexer(self, info: DatasetInfo) -> ImageIndexer | None:
-        if not info.schema.images:
-            return None
+    def _model_for(self, info: DatasetInfo) -> Encoder | None:
+        """The image model, when its vectors fit the dataset (a mismatch fails before any item is read)."""
         encoder = self.encoder
         if encoder is not None and encoder.dim != info.vector_dim:
             raise InvalidArgument(
@@ -154,9 +160,53 @@ class MMSearch:
                 f"{encoder.dim}-d; create the dataset with --dim {encoder.dim} or set MMSEARCH_CLIP_MODEL",
                 field="dataset_id",
             )
+        return encoder
+
+    def image_indexer(self, info: DatasetInfo) -> ImageIndexer | None:
+        if not info.schema.images:
+            return None
+        encoder = self._model_for(info)
         ocr = self.ocr if info.schema.ocr else None
         return ImageIndexer(info, self.load_image, encoder=encoder, ocr=ocr, workers=self.settings.fetch_workers,
                             ocr_cache=self.ocr_cache if ocr is not None else None)
+
+    def video_config(self) -> VideoConfig:
+        from mmsearch.ingest.videos import VideoConfig
+        from mmsearch.media.video import VideoLimits
+
+        st = self.settings
+        limits = VideoLimits(max_bytes=st.video_max_bytes, max_seconds=st.video_max_seconds,
+                             max_pixels=st.video_max_pixels)
+        return VideoConfig(limits=limits, fps=st.video_fps, max_gap=st.video_max_gap_s,
+                           band_every=st.video_band_every_s)
+
+    def open_media(self, ref: str, field: str = "video") -> AbstractContextManager[Path]:
+        """A video or subtitle file on disk: a path under the media roots, or a URL streamed to a temporary file."""
+        return media_file(ref, self.fetcher, self.settings.image_root_paths, field=field,
+                          max_bytes=self.settings.video_max_bytes,
+                          download_timeout=self.settings.video_download_timeout_s)
+
+    @property
+    def summarizer(self) -> Summarizer:
+        """Generated titles and summaries: extractive, or by the chat model at MMSEARCH_LLM_URL when set."""
+        if self._summarizer is None:
+            from mmsearch.ingest.summarize import LlmConfig, Summarizer
+
+            self._summarizer = Summarizer(LlmConfig.from_settings(self.settings))
+        return self._summarizer
+
+    def video_indexer(
+        self, info: DatasetInfo, on_progress: Callable[[VideoProgress], None] | None = None
+    ) -> VideoIndexer | None:
+        if info.type != "video":
+            return None
+        from mmsearch.ingest.videos import VideoIndexer
+
+        encoder = self._model_for(info) if info.schema.videos else None
+        ocr = self.ocr if info.schema.ocr and info.schema.videos else None
+        return VideoIndexer(info, self.open_media, encoder=encoder, ocr=ocr, summarizer=self.summarizer,
+                            config=self.video_config(), ocr_cache=self.ocr_cache if ocr is not None else None,
+                            on_progress=on_progress)
 
     def default_dim(self) -> int:
         if self.settings.vector_dim:
@@ -228,7 +278,8 @@ class MMSearch:
         info = self.dataset(dataset_id)
         pairs = (x if isinstance(x, tuple) else (i, x) for i, x in enumerate(items))
         return import_items(
-            info, pairs, self.store, batch_size=batch_size, on_progress=on_progress, images=self.image_indexer(info)
+            info, pairs, self.store, batch_size=batch_size, on_progress=on_progress, images=self.image_indexer(info),
+            videos=self.video_indexer(info),
         )
 
     def import_file(
@@ -237,7 +288,7 @@ class MMSearch:
         info = self.dataset(dataset_id)
         return import_items(
             info, read_items(Path(path), info.schema), self.store, batch_size=batch_size, on_progress=on_progress,
-            images=self.image_indexer(info),
+            images=self.image_indexer(info), videos=self.video_indexer(info),
         )
 
     def delete(self, dataset_id: str, ids: list[str]) -> int:

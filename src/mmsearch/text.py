@@ -10,6 +10,7 @@ import logging
 import re
 import unicodedata
 from functools import lru_cache
+from typing import Any
 
 import jieba
 
@@ -154,3 +155,12 @@ def search_terms(tokens: list[str]) -> list[str]:
 
 def is_cjk(token: str) -> bool:
     return bool(token) and all(_IS_CJK.match(ch) for ch in token)
+
+
+def strings(value: Any) -> list[str]:
+    """A field's text values: a string alone, or the strings of a list (other values have no text)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, str)]
+    return []

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from mmsearch.catalog.cache import ReadCache
 from mmsearch.catalog.models import AppDatasetRow, ApplicationRow, DatasetRow, KeyAppRow, aware, require, utcnow
 from mmsearch.errors import AlreadyExists, InvalidArgument
-from mmsearch.schema.fields import OCR_FIELD, parse_schema
+from mmsearch.schema.fields import OCR_FIELD, TRANSCRIPT_FIELD, VIDEO_SUMMARY, VIDEO_TITLE, parse_schema
 
 _APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -117,7 +117,8 @@ class Apps:
 
     @staticmethod
     def _check_field_weights(s: Session, config: AppConfig, datasets: list[str]) -> None:
-        """Each weighted name is a searchable field of one of the datasets (or `_ocr`): a typo is an error, not
+        """Each weighted name is a searchable field of one of the datasets (or `_ocr`; for a video
+        dataset also its generated fields and `_transcript`): a typo is an error, not
         a setting that silently does nothing."""
         if not config.field_weights:
             return
@@ -126,6 +127,8 @@ class Apps:
             row = s.get(DatasetRow, ds)
             if row is not None:
                 known |= {f.name for f in parse_schema(json.loads(row.schema_json)).searchable}
+                if row.type == "video":
+                    known |= {VIDEO_TITLE, VIDEO_SUMMARY, TRANSCRIPT_FIELD}
         for name in config.field_weights:
             if name not in known:
                 raise InvalidArgument(

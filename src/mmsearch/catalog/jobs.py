@@ -183,6 +183,15 @@ class Jobs:
             row.heartbeat_at = utcnow()
             return True
 
+    def note(self, job_id: str, worker: str, message: str) -> bool:
+        """Say how a running job is getting on (a long video: frames decoded, segments found); also a heartbeat."""
+        with Session(self.engine) as s, s.begin():
+            res = s.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.status == "running")
+                .values(message=message[:1_000], heartbeat_at=utcnow())
+            )
+            return res.rowcount == 1  # type: ignore[attr-defined]
+
     def heartbeat(self, job_id: str, worker: str) -> bool:
         with Session(self.engine) as s, s.begin():
             res = s.execute(

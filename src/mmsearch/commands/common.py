@@ -110,6 +110,11 @@ def print_report(report: ImportReport) -> None:
         out.print(f"images: {i['loaded']} loaded, {i['failed']} failed, {i['embedded']} embedded, "
                   f"{i['reused']} reused by content hash, {i['ocr_chars']} characters read by OCR"
                   + (f" ({i['ocr_cached']} pictures from the OCR cache)" if i.get("ocr_cached") else ""))
+    if report.videos:
+        v = report.videos
+        out.print(f"videos: {v['videos']} read, {v['failed']} failed, {v['seconds']:.0f} s of video in "
+                  f"{v['wall']:.0f} s ({v['realtime'] or 0}x real time), {v['frames']} frames decoded, "
+                  f"{v['segments']} segments, {v['ocr_reads']} pictures read by OCR, {v['cues']} transcript lines")
     if report.warnings:
         table = Table("index", "id", "field", "rule", "message", title="imported with warnings")
         for w in report.warnings[:20]:

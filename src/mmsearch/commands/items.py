@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the engine's modules load inside the commands, not for `--h
     from mmsearch.catalog.jobs import Job
     from mmsearch.core import MMSearch
     from mmsearch.ingest import ImportReport
+    from mmsearch.ingest.videos import VideoProgress
     from mmsearch.search import SearchResult
 
 
@@ -25,6 +26,7 @@ def import_with_progress(mm: MMSearch, dataset_id: str, file: Path, batch_size: 
     from mmsearch.commands.progress import ImportProgress
     from mmsearch.ingest import count_items
     from mmsearch.ingest.jobs import run_file_import
+    from mmsearch.ingest.videos import video_message
 
     mm.dataset(dataset_id)
     with ImportProgress("importing", count_items(file), err, disable=quiet) as progress:
@@ -34,7 +36,11 @@ def import_with_progress(mm: MMSearch, dataset_id: str, file: Path, batch_size: 
             if job.retry_at is not None and not quiet:  # the store failed: the job waits, then is retried
                 err.print(f"[yellow]job {job.id}:[/] {job.message}")
 
-        job, report = run_file_import(mm, dataset_id, file, batch_size=batch_size, on_progress=advance)
+        def video(p: VideoProgress) -> None:
+            progress.note(video_message(p))
+
+        job, report = run_file_import(mm, dataset_id, file, batch_size=batch_size, on_progress=advance,
+                                      on_video=video)
     if job.status == "failed" and report.total == 0 and job.message.startswith("file:"):
         raise InvalidArgument(job.message, field="file")  # the file cannot be read as items at all
     if job.status != "succeeded":  # never silently partial: the job says how far it got and why it stopped
@@ -151,13 +157,28 @@ def search_(
     shown = [f.name for f in info.schema.searchable][:2] or [info.schema.primary_key.name]
     if sort_by and sort_by not in shown:
         shown.append(sort_by)
-    table = Table("#", "_id", "score", "recall", *shown, title=f"{result.total_items} matches, page {page}")
+    video = info.type == "video"
+    if video and len(shown) < 2:
+        shown.append("_video_generated_title")
+    moments = ("where",) if video else ()
+    table = Table("#", "_id", "score", "recall", *shown, *moments, title=f"{result.total_items} matches, page {page}")
     start = (page - 1) * size
     for n, h in enumerate(result.hits, start=start + 1):
         recall = " ".join(f"{c}={s:.2f}" for c, s in h.recall.items())
         values = [display(h.fields, f) for f in shown]
-        table.add_row(str(n), h.id, f"{h.score:.3f}", recall, *values)
+        where = [moments_text(h.fields.get("_video_moments"))] if video else []
+        table.add_row(str(n), h.id, f"{h.score:.3f}", recall, *values, *where)
     out.print(table)
+
+
+def moments_text(found: Any) -> str:
+    """`_video_moments` as a player shows positions: "00:12-00:17 subtitle", one per line."""
+    from mmsearch.ingest.videos import clock
+
+    if not isinstance(found, list):
+        return ""
+    return "\n".join(f"{clock(m.get('start') or 0)}-{clock(m.get('end') or 0)} {m.get('reason', '')}"
+                     for m in found if isinstance(m, dict))
 
 
 def load_local_image(path: Path, max_pixels: int) -> Any:

@@ -45,6 +45,7 @@ class ImportProgress:
         self._ticker: threading.Thread | None = None
         self._bar: Progress | None = None
         self._task = None
+        self._note = ""  # what the current item is doing (a video: position, frames, segments)
 
     def __enter__(self) -> ImportProgress:
         self._start = self._last_line = time.monotonic()
@@ -57,10 +58,10 @@ class ImportProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             columns = [TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn()]
+                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("{task.fields[note]}")]
             self._bar = Progress(*columns, console=self.console)
             self._bar.__enter__()
-            self._task = self._bar.add_task("import", total=self.total, rate="")
+            self._task = self._bar.add_task("import", total=self.total, rate="", note="")
         return self
 
     def update(self, done: int) -> None:
@@ -73,6 +74,13 @@ class ImportProgress:
             self._bar.update(self._task, completed=done, rate=rate)
         elif self.plain and time.monotonic() - self._last_line >= self.interval:
             self._line()
+
+    def note(self, text: str) -> None:
+        """What the item being imported is doing now, shown beside the bar (and in plain lines)."""
+        with self._lock:
+            self._note = text
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, note=text)
 
     def line(self) -> str:
         """The plain progress line: done/total, percentage, rate, ETA, elapsed."""
@@ -88,6 +96,8 @@ class ImportProgress:
             if done < self.total:
                 parts.append(f"ETA {_duration((self.total - done) / rate)}")
         parts.append(f"{_duration(elapsed)} elapsed")
+        if self._note:
+            parts.append(self._note)
         return ", ".join(parts)
 
     def _line(self) -> None:

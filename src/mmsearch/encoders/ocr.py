@@ -224,8 +224,9 @@ class OcrEngine:
         """Load the models now (e.g. at startup) instead of on the first image; raises OcrUnavailable."""
         _load_rapidocr(self.threads)
 
-    def read(self, image: Image.Image) -> OcrResult:
-        """Text lines of one image in reading order; empty for images too small or without text."""
+    def read(self, image: Image.Image, upright: bool = False) -> OcrResult:
+        """Text lines of one image in reading order; empty for images too small or without text. `upright` skips
+        the text-direction classifier (video frames: text is never upside down there; ~15% of a read)."""
         if not isinstance(image, Image.Image):
             raise InvalidArgument(f"image must be a PIL image, got {type(image).__name__}", field="image")
         width, height = image.size
@@ -240,11 +241,11 @@ class OcrEngine:
         bgr = np.ascontiguousarray(np.asarray(_to_rgb(image))[:, :, ::-1])
         engine = _load_rapidocr(self.threads)
         with _call_lock:
-            raw, _elapsed = engine(bgr)
+            raw, _elapsed = engine(bgr, use_cls=False) if upright else engine(bgr)
         # boxes come back in working-copy pixels; map them to the caller's image
         return OcrResult(self._lines(raw or [], width / image.size[0], height / image.size[1]))
 
-    def read_many(self, images: Iterable[Image.Image]) -> list[OcrResult]:
+    def read_many(self, images: Iterable[Image.Image], upright: bool = False) -> list[OcrResult]:
         """One result per image, in order: across the worker processes when there are enough pictures to pay
         for them, else here. A pool that breaks (a worker killed) is dropped and the batch read here."""
         images = list(images)
@@ -253,11 +254,11 @@ class OcrEngine:
                 raise InvalidArgument(f"image must be a PIL image, got {type(image).__name__}", field="image")
         if self.workers > 1 and len(images) >= POOL_MIN_IMAGES:
             try:
-                return self._read_pooled(images)
+                return self._read_pooled(images, upright)
             except (BrokenProcessPool, OSError) as exc:
                 log.warning("OCR worker processes failed (%s: %s); reading in this process", type(exc).__name__, exc)
                 self.close()
-        return [self.read(image) for image in images]
+        return [self.read(image, upright) for image in images]
 
     def close(self) -> None:
         """Stop the worker processes now (they also stop after POOL_IDLE_S without work, and at exit)."""
@@ -269,7 +270,7 @@ class OcrEngine:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _read_pooled(self, images: list[Image.Image]) -> list[OcrResult]:
+    def _read_pooled(self, images: list[Image.Image], upright: bool = False) -> list[OcrResult]:
         with self._pool_lock:
             if self._idle_timer is not None:
                 self._idle_timer.cancel()
@@ -284,7 +285,7 @@ class OcrEngine:
             pool = self._pool
             self._busy += 1
         try:
-            results = list(pool.map(_worker_read, images))
+            results = list(pool.map(_worker_read, images, [upright] * len(images)))
         finally:
             with self._pool_lock:
                 self._busy -= 1
@@ -333,11 +334,11 @@ def _worker_init(min_score: float, max_side: int, min_side: int) -> None:
     _worker_engine = OcrEngine(min_score, max_side=max_side, min_side=min_side, threads=1, workers=1)
 
 
-def _worker_read(image: Image.Image) -> OcrResult | str:
+def _worker_read(image: Image.Image, upright: bool = False) -> OcrResult | str:
     """One picture in a pool process; a failure comes back as its message (our errors do not all unpickle)."""
     assert _worker_engine is not None
     try:
-        return _worker_engine.read(image)
+        return _worker_engine.read(image, upright)
     except MMSearchError as exc:
         return exc.message
     except Exception as exc:

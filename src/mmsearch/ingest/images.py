@@ -71,6 +71,15 @@ class ItemImages:
     warnings: list[ItemError] = field(default_factory=list)
 
 
+def check_dim(info: DatasetInfo, encoder: Encoder | None) -> None:
+    """The model's vectors must have the dataset's dimension, or nothing it embeds could be stored."""
+    if encoder is not None and encoder.dim != info.vector_dim:
+        raise InvalidArgument(
+            f"encoder {encoder.model_id} gives {encoder.dim}-d vectors but dataset {info.id!r} stores "
+            f"{info.vector_dim}-d; create the dataset with --dim {encoder.dim}", field="dataset_id",
+        )
+
+
 def image_refs(value: Any, kind: str = "image") -> list[str]:
     """A string, a list of strings, or a list of {"image_url": ...} objects (the spec's example)."""
     if isinstance(value, str):
@@ -95,11 +104,7 @@ class ImageIndexer:
         workers: int = 8,
         ocr_cache: OcrTextCache | None = None,
     ) -> None:
-        if encoder is not None and encoder.dim != info.vector_dim:
-            raise InvalidArgument(
-                f"encoder {encoder.model_id} gives {encoder.dim}-d vectors but dataset {info.id!r} stores "
-                f"{info.vector_dim}-d; create the dataset with --dim {encoder.dim}", field="dataset_id",
-            )
+        check_dim(info, encoder)
         self.info = info
         self.load = load
         self.encoder = encoder

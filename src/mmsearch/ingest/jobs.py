@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from mmsearch.catalog import Catalog
     from mmsearch.config import Settings
     from mmsearch.ingest.images import ImageIndexer
+    from mmsearch.ingest.videos import VideoIndexer, VideoProgress
     from mmsearch.schema.fields import DatasetInfo
     from mmsearch.store.base import Store
 
@@ -61,9 +62,15 @@ class Engine(Protocol):
 
     def image_indexer(self, info: DatasetInfo) -> ImageIndexer | None: ...
 
+    def video_indexer(
+        self, info: DatasetInfo, on_progress: Callable[[VideoProgress], None] | None = None
+    ) -> VideoIndexer | None: ...
+
 log = logging.getLogger("mmsearch.jobs")
 
 MAX_RETRY_DELAY_S = 300.0  # the doubling backoff between a job's attempts stops growing here
+VIDEO_BATCH = 1  # items of a video dataset per batch (checkpoint)
+VIDEO_NOTE_S = 2.0  # how often a video import updates its job's message
 MAINTAIN_EVERY_S = 30.0  # a busy background worker still folds new rows into the indexes this often
 
 
@@ -162,13 +169,15 @@ def merge_reports(total: ImportReport, part: ImportReport) -> None:
 
 
 def run_file_import(
-    mm: Engine, dataset_id: str, path: Path, batch_size: int = 1_000, on_progress: Callable[[Job], None] | None = None
+    mm: Engine, dataset_id: str, path: Path, batch_size: int = 1_000, on_progress: Callable[[Job], None] | None = None,
+    on_video: Callable[[VideoProgress], None] | None = None,
 ) -> tuple[Job, ImportReport]:
     """A file import in the foreground, as a job: it is listed with the others and, if this process dies, any
     server on the same home resumes it from its last checkpoint (or a re-run imports again, idempotently)."""
     info = mm.dataset(dataset_id)
     mm.image_indexer(info)  # a model/dataset mismatch fails here, before a job exists
     runner = JobRunner(mm, batch_size=batch_size)
+    runner.on_video = on_video
     # created claimed by this process: a server's worker on the same home cannot take it unless we stop beating
     job = submit_file(mm, dataset_id, path, worker=runner.worker)
     report = ImportReport()
@@ -221,6 +230,7 @@ class JobRunner:
         self.max_attempts = max_attempts if max_attempts is not None else mm.settings.job_max_attempts
         self.retry_s = retry_s if retry_s is not None else mm.settings.job_retry_s
         self.batch_size = batch_size
+        self.on_video: Callable[[VideoProgress], None] | None = None  # each step of a video import (the CLI's bar)
         self.poll_s = poll_s
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
@@ -338,16 +348,19 @@ class JobRunner:
         if not source.is_file():
             return "failed", f"source {source} is gone; the items cannot be applied"
         images = self.mm.image_indexer(info)
+        videos = self.mm.video_indexer(info, on_progress=self._video_progress(job))
+        # a video takes seconds to minutes: each is its own batch, so a job resumes at the video it stopped in
+        batch_size = VIDEO_BATCH if videos is not None and videos.active else self.batch_size
         done, imported, failed, warned = job.done, job.imported, job.failed, job.warned
         run_seconds = job.run_seconds
         items = itertools.islice(read_items(source, info.schema), job.done, None)
         started_all = time.perf_counter()
         while True:
-            chunk = list(itertools.islice(items, self.batch_size))
+            chunk = list(itertools.islice(items, batch_size))
             if not chunk:
                 break
             started = time.perf_counter()
-            report = self._import_chunk(info, chunk, images)
+            report = self._import_chunk(info, chunk, images, videos)
             run_seconds += time.perf_counter() - started
             merge_reports(total, report)
             done += report.total
@@ -365,6 +378,8 @@ class JobRunner:
                 on_progress(jobs.get(job.id))
         if images is not None and images.active:
             total.images = images.stats.as_dict()
+        if videos is not None and videos.active:
+            total.videos = videos.stats.as_dict()
         if imported and self.defer_maintenance:
             self._unmaintained.setdefault(info.id, time.monotonic())
             self.maintain_pending(older_than_s=MAINTAIN_EVERY_S)
@@ -376,22 +391,40 @@ class JobRunner:
         total.seconds = time.perf_counter() - started_all
         return "succeeded", f"{imported} imported, {failed} rejected" + (f", {warned} warnings" if warned else "")
 
-    def _import_chunk(self, info: DatasetInfo, chunk: list[Any], images: ImageIndexer | None) -> ImportReport:
+    def _video_progress(self, job: Job) -> Callable[[VideoProgress], None]:
+        """The job's message says where a long video import is, at most every VIDEO_NOTE_S."""
+        last = [0.0]
+
+        def note(p: VideoProgress) -> None:
+            now = time.monotonic()
+            if self.on_video is not None:
+                self.on_video(p)
+            if now - last[0] >= VIDEO_NOTE_S:
+                last[0] = now
+                from mmsearch.ingest.videos import video_message
+
+                self.mm.catalog.jobs.note(job.id, self.worker, video_message(p))
+
+        return note
+
+    def _import_chunk(self, info: DatasetInfo, chunk: list[Any], images: ImageIndexer | None,
+                      videos: VideoIndexer | None = None) -> ImportReport:
         """One batch, written in one upsert. When the write fails: a store that fails its probe fails the attempt
         (StoreFailure); otherwise an item is to blame, so the batch is halved until the item that cannot be
         written is alone, tried once more, and reported as that item's error while every other item lands."""
         try:
             return import_items(info, chunk, self.mm.store, batch_size=max(len(chunk), 1), maintain=False,
-                                images=images)
+                                images=images, videos=videos)
         except Exception as exc:
             self._probe(info, exc)
             if len(chunk) > 1:
                 mid = len(chunk) // 2
-                report = self._import_chunk(info, chunk[:mid], images)
-                merge_reports(report, self._import_chunk(info, chunk[mid:], images))
+                report = self._import_chunk(info, chunk[:mid], images, videos)
+                merge_reports(report, self._import_chunk(info, chunk[mid:], images, videos))
                 return report
         try:
-            return import_items(info, chunk, self.mm.store, batch_size=1, maintain=False, images=images)
+            return import_items(info, chunk, self.mm.store, batch_size=1, maintain=False, images=images,
+                                videos=videos)
         except Exception as exc:
             self._probe(info, exc)
             index, raw = chunk[0]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsearch.errors import InvalidArgument
-from mmsearch.schema.fields import DatasetSchema
+from mmsearch.schema.fields import MEDIA_TYPES, DatasetSchema
 from mmsearch.schema.validate import ItemError
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
@@ -111,7 +111,7 @@ def coerce_cell(value: str, type_: str) -> Any:
             return True if low in _TRUE else False if low in _FALSE else value
         if type_.startswith("array<") or type_ in ("object", "geo_point"):
             return json.loads(v)
-        if type_ in ("image", "video") and v[:1] in "[{":
+        if type_ in MEDIA_TYPES and v[:1] in "[{":
             return json.loads(v)
     except (ValueError, json.JSONDecodeError):
         return value

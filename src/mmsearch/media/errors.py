@@ -1,4 +1,5 @@
-"""Media errors: a refused address is the caller's fault (InvalidArgument); a failed download is not."""
+"""Media errors: a refused address is the caller's fault (InvalidArgument); a failed download or an unreadable
+video is not."""
 
 from __future__ import annotations
 
@@ -18,3 +19,10 @@ class FetchError(MMSearchError):
         super().__init__(message, field=field)
         self.url = url
         self.status = status
+
+
+class VideoError(MMSearchError):
+    """A video (or subtitle file) that cannot be indexed: corrupt, not a video, no video stream, a codec this
+    FFmpeg cannot decode, or over a limit. The message names the field, the value found and the rule."""
+
+    code = "VideoUnreadable"

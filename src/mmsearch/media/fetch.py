@@ -8,6 +8,7 @@ Content-Type is not trusted), retries with exponential backoff for timeouts, con
 (never 4xx), and a per-host concurrency limit shared by all threads using the fetcher.
 `fetch_page` applies the same limits to HTML pages and robots.txt for the crawler: no sniffing, a final
 4xx returned rather than raised, bodies of unwanted content types left unread, redirects optionally returned.
+`download_to` streams a large body (a video) into a file instead of memory, with its own byte cap and deadline.
 
 httpx is used with `trust_env=False`: an environment proxy would make the pinned address meaningless.
 """
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -92,6 +94,15 @@ class PageResult:
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
+@dataclass(frozen=True)
+class _Sink:
+    """Where `download_to` writes the body, and the limits that replace the config's for it."""
+
+    file: BinaryIO
+    max_bytes: int
+    total_timeout: float
+
+
 class _HostLimiter:
     """A bounded semaphore per host, created on first use and shared by all threads."""
 
@@ -156,7 +167,12 @@ class Fetcher:
         self.close()
 
     def _follow(
-        self, url: str, field: str, page: tuple[frozenset[str] | None, str] | None = None, follow: bool = True
+        self,
+        url: str,
+        field: str,
+        page: tuple[frozenset[str] | None, str] | None = None,
+        follow: bool = True,
+        sink: _Sink | None = None,
     ) -> tuple[str, int, httpx.Headers, bytes, int, int]:
         """GET `url`, following redirects (each hop re-checked by the guard): (final url, status, headers, body,
         redirects, attempts). With `follow=False` a 3xx comes back with its absolute Location as the final url."""
@@ -164,7 +180,7 @@ class Fetcher:
         attempts_total = 0
         for hop in range(self.config.max_redirects + 1):
             target = resolve_target(current, self.config.allow_private, self._networks, field)
-            status, headers, data, attempts = self._get_with_retries(target, field, page=page)
+            status, headers, data, attempts = self._get_with_retries(target, field, page=page, sink=sink)
             attempts_total += attempts
             if status in REDIRECT_CODES:
                 location = headers.get("location")
@@ -192,6 +208,34 @@ class Fetcher:
         return FetchResult(
             url=url, final_url=final, status=status, content_type=headers.get("content-type"), data=data,
             format=fmt, redirects=hops, attempts=attempts,
+        )
+
+    def download_to(
+        self,
+        url: str,
+        sink: BinaryIO,
+        field: str = "url",
+        max_bytes: int | None = None,
+        total_timeout: float | None = None,
+    ) -> FetchResult:
+        """Download a large body (a video) into `sink`, a file opened "w+b", chunk by chunk instead of into memory:
+        the same guard, redirects, retries and timeouts as `fetch`, no sniffing. `max_bytes` and `total_timeout`
+        (seconds per hop: a big video needs more than an image) default to the config's. A retry starts the sink
+        over (truncated to 0). The result's `data` is b"" and `format` ""; the body is in `sink`, flushed.
+        Raises UnsafeURL or FetchError (HTTP >= 400, timeouts, over `max_bytes`, too many redirects)."""
+        c = self.config
+        spec = _Sink(
+            sink,
+            c.max_bytes if max_bytes is None else max_bytes,
+            c.total_timeout if total_timeout is None else total_timeout,
+        )
+        final, status, headers, _, hops, attempts = self._follow(url, field, sink=spec)
+        if status >= 400:
+            raise FetchError(f"{field}: HTTP {status} from {final}", field, final, status)
+        sink.flush()
+        return FetchResult(
+            url=url, final_url=final, status=status, content_type=headers.get("content-type"), data=b"", format="",
+            redirects=hops, attempts=attempts,
         )
 
     def fetch_page(
@@ -228,15 +272,22 @@ class Fetcher:
             return list(pool.map(one, urls))
 
     def _get_with_retries(
-        self, target: Target, field: str, page: tuple[frozenset[str] | None, str] | None = None
+        self,
+        target: Target,
+        field: str,
+        page: tuple[frozenset[str] | None, str] | None = None,
+        sink: _Sink | None = None,
     ) -> tuple[int, httpx.Headers, bytes, int]:
         c = self.config
         last: FetchError | None = None
         for attempt in range(c.retries + 1):
             if attempt:
                 time.sleep(min(c.max_backoff, c.backoff * (2 ** (attempt - 1))))
+            if sink is not None:  # a failed attempt may have written part of a body
+                sink.file.seek(0)
+                sink.file.truncate()
             try:
-                status, headers, data = self._download(target, field, page)
+                status, headers, data = self._download(target, field, page, sink)
             except httpx.TimeoutException as exc:
                 last = FetchError(f"{field}: timed out fetching {target.url} ({type(exc).__name__})", field, target.url)
                 continue
@@ -255,13 +306,20 @@ class Fetcher:
         raise last
 
     def _download(
-        self, target: Target, field: str, page: tuple[frozenset[str] | None, str] | None = None
+        self,
+        target: Target,
+        field: str,
+        page: tuple[frozenset[str] | None, str] | None = None,
+        sink: _Sink | None = None,
     ) -> tuple[int, httpx.Headers, bytes]:
         """One request to the pinned address; the body is read only for a final 2xx answer. `page` (wanted content
-        types, Accept header) switches off image sniffing and skips bodies of unwanted types."""
+        types, Accept header) switches off image sniffing and skips bodies of unwanted types. With `sink` the body
+        goes to its file (b"" returned), under its byte cap and deadline, unsniffed."""
         c = self.config
+        max_bytes = sink.max_bytes if sink else c.max_bytes
+        accept = page[1] if page else "*/*" if sink else None
         with self._limiter.get(target.host):
-            response, request = self._connect(target, {"Accept": page[1]} if page else None)
+            response, request = self._connect(target, {"Accept": accept} if accept else None)
             try:
                 status = response.status_code
                 if status in REDIRECT_CODES or status >= 400:
@@ -271,32 +329,36 @@ class Fetcher:
                     if ctype not in page[0]:
                         return status, response.headers, b""
                 declared = response.headers.get("content-length")
-                if declared and declared.isdigit() and int(declared) > c.max_bytes:
+                if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise FetchError(
-                        f"{field}: {target.url} declares {declared} bytes, over the limit of {c.max_bytes}",
+                        f"{field}: {target.url} declares {declared} bytes, over the limit of {max_bytes}",
                         field,
                         target.url,
                         status,
                     )
-                deadline = time.monotonic() + c.total_timeout
+                total_timeout = sink.total_timeout if sink else c.total_timeout
+                deadline = time.monotonic() + total_timeout
                 chunks: list[bytes] = []
                 size = 0
-                sniffed = False
+                sniffed = sink is not None  # a sink's body is not an image: never sniffed
                 for chunk in response.iter_bytes():
                     size += len(chunk)
-                    if size > c.max_bytes:
+                    if size > max_bytes:
                         raise FetchError(
-                            f"{field}: {target.url} sent more than the limit of {c.max_bytes} bytes",
+                            f"{field}: {target.url} sent more than the limit of {max_bytes} bytes",
                             field,
                             target.url,
                             status,
                         )
-                    chunks.append(chunk)
+                    if sink is not None:
+                        sink.file.write(chunk)
+                    else:
+                        chunks.append(chunk)
                     if not sniffed and not page and size >= SNIFF_BYTES:
                         self._check_sniff(b"".join(chunks), target, field, response)
                         sniffed = True
                     if time.monotonic() > deadline:
-                        raise httpx.ReadTimeout(f"download took longer than {c.total_timeout}s", request=request)
+                        raise httpx.ReadTimeout(f"download took longer than {total_timeout}s", request=request)
                 data = b"".join(chunks)
                 if not sniffed and not page:
                     self._check_sniff(data, target, field, response)

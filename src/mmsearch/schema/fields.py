@@ -12,6 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mmsearch.errors import InvalidArgument
 
 OCR_FIELD = "_ocr"  # the text read from an item's images, searched as a field of its own
+# What a video dataset adds to each item (ingest/videos.py): the spec's two generated fields (returned in display
+# fields and searched), the words said or shown in the video (searched as a field of its own), and where a hit
+# matched (returned only).
+VIDEO_TITLE = "_video_generated_title"
+VIDEO_SUMMARY = "_video_generated_summary"
+TRANSCRIPT_FIELD = "_transcript"
+VIDEO_MOMENTS = "_video_moments"
+RESERVED_NAMES = frozenset({OCR_FIELD, VIDEO_TITLE, VIDEO_SUMMARY, TRANSCRIPT_FIELD, VIDEO_MOMENTS})
+MEDIA_TYPES = ("image", "video", "subtitle")  # references to media files (subtitle: a sidecar .srt/.vtt/.ass)
 MAX_DICTIONARY_WORDS = 10_000
 _CJK_WORD = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,32}$")
 
@@ -30,7 +39,7 @@ def check_dictionary(words: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 SCALAR_TYPES = ("int32", "int64", "float", "bool", "string")
 ARRAY_TYPES = tuple(f"array<{t}>" for t in SCALAR_TYPES)
-OTHER_TYPES = ("object", "array<object>", "image", "video", "geo_point")
+OTHER_TYPES = ("object", "array<object>", "image", "video", "subtitle", "geo_point")
 OBJECT_TYPES = ("object", "array<object>", "image")  # values a sort path (`field.sub`) can walk into
 ALL_TYPES = SCALAR_TYPES + ARRAY_TYPES + OTHER_TYPES
 NUMERIC_TYPES = ("int32", "int64", "float")
@@ -65,6 +74,8 @@ class FieldSpec(BaseModel):
     def _name(cls, v: str) -> str:
         if not FIELD_NAME.match(v):
             raise ValueError("must match [A-Za-z_][A-Za-z0-9_]{0,63} (letters, digits, underscore)")
+        if v in RESERVED_NAMES:
+            raise ValueError(f"{v!r} is reserved: mmsearch writes that field itself (see the README's video section)")
         return v
 
     @field_validator("type")
@@ -105,7 +116,7 @@ class FieldSpec(BaseModel):
     def value_max_length(self) -> int:
         if self.primary_key:
             return min(self.max_length or PRIMARY_KEY_MAX_LENGTH, PRIMARY_KEY_MAX_LENGTH)
-        if self.type in ("image", "video"):
+        if self.type in MEDIA_TYPES:
             return self.max_length or IMAGE_REF_MAX_LENGTH
         return self.max_length or DEFAULT_MAX_LENGTH
 
@@ -169,6 +180,14 @@ class DatasetSchema(BaseModel):
     @property
     def images(self) -> list[FieldSpec]:
         return [f for f in self.fields if f.type == "image"]
+
+    @property
+    def videos(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.type == "video"]
+
+    @property
+    def subtitles(self) -> list[FieldSpec]:
+        return [f for f in self.fields if f.type == "subtitle"]
 
     def sortable_keys(self) -> list[str]:
         """The declared sort keys: fields marked sortable (a typed column: fast) and declared object paths. Any

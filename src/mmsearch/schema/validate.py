@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.schema.fields import INT_RANGES, DatasetSchema, FieldSpec
+from mmsearch.schema.fields import INT_RANGES, MEDIA_TYPES, DatasetSchema, FieldSpec
 from mmsearch.unicode import find_invalid_unicode, is_valid_unicode, scrub
 
 VECTOR_FIELD = "_vector"  # reserved: a precomputed image embedding supplied with the item
@@ -108,7 +108,7 @@ def _check_field(spec: FieldSpec, v: Any) -> tuple[str, str] | None:
         return None
     if t == "object":
         return None if isinstance(v, dict) else ("type", f"expected object, got {_kind(v)}")
-    if t in ("image", "video"):
+    if t in MEDIA_TYPES:
         return _check_media(spec, v)
     if t == "geo_point":
         return _check_geo(v)

@@ -9,11 +9,12 @@ import numpy as np
 
 from mmsearch.encoders.base import Encoder, l2_normalise
 from mmsearch.errors import InvalidArgument, Unavailable
-from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.fields import VIDEO_MOMENTS, DatasetInfo
 from mmsearch.schema.filters import Filter, parse_filter
 from mmsearch.search.field_weights import field_weights
 from mmsearch.search.fuse import fuse
 from mmsearch.search.geo import apply_location, geo_field, parse_location
+from mmsearch.search.moments import moments, query_words
 from mmsearch.search.order import check_sort, page, project, sort_hits
 from mmsearch.search.rerank import RerankQuery, rerank
 from mmsearch.search.synonyms import compile_synonyms
@@ -124,7 +125,8 @@ def recall(
     vlm = store.vector_search(info, p.vector, k, p.where, fields) if p.vector is not None else None
     out: dict[str, list[Candidate]] = {}
     if p.tokens:
-        out["text"] = store.text_search(info, p.tokens, k, p.where, fields, field_weights(info.schema, weights))
+        weighed = field_weights(info.schema, weights, video=info.type == "video")
+        out["text"] = store.text_search(info, p.tokens, k, p.where, fields, weighed)
     if vlm is not None:
         out["vlm"] = vlm
     return out
@@ -158,11 +160,22 @@ def search(
     shown = page(hits, req.page_number, req.page_size)
     missing = [h.id for h in shown if h.id not in known]
     docs = {i: f.doc for i, f in known.items()}
-    if missing:
+    video = info.type == "video"
+    if missing and video:  # a video's transcript (in its media) says where the query's words are
+        known.update(store.rerank_features(info, missing))
+        docs = {i: f.doc for i, f in known.items()}
+    elif missing:
         docs.update(store.get_many(info, missing))
     shown = [h for h in shown if h.id in docs]  # deleted since recall: gone, not shown empty
     for hit in shown:
         hit.fields = project(docs[hit.id], req.output_fields)
+    if video and (not req.output_fields or VIDEO_MOMENTS in req.output_fields):
+        best = {c.id: c.moments for c in recalled.get("vlm", ()) if c.moments}
+        words = query_words(p.tokens)
+        for hit in shown:
+            found = moments(words, best.get(hit.id, ()), known[hit.id].media)
+            if found:
+                hit.fields = {**hit.fields, VIDEO_MOMENTS: found}
     return SearchResult(
         hits=shown,
         total_items=len(hits),

@@ -4,7 +4,8 @@ The first stage ranks by BM25 over a bag of tokens and by (possibly approximate)
 The reranker reads each candidate's document, stored vector and image metadata (one store lookup) and
 combines five signals, each in [0, 1]:
 
-    semantic  max(0, cos(query vector, item vector)), exact; 0 for an item without a vector.
+    semantic  max(0, cos(query vector, item vector)), exact; 0 for an item without a vector. A video's is its best
+              segment's (the vector channel's max-sim).
               Used when the query has a vector (the vlm channel ran or a vector/image was given).
     coverage  the fraction of the query's tokens found in the item's searchable fields or in the
               OCR text of its images (tokenised as at import, so 鞋 finds 运动鞋 like recall does),
@@ -37,14 +38,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from mmsearch.schema.fields import DatasetInfo, DatasetSchema, FieldSpec
 from mmsearch.search.types import RERANK_WEIGHTS, SearchHit
 from mmsearch.store.base import RerankFeatures, Store
-from mmsearch.text import UserWords, is_cjk, normalize, search_term, tokenize, tokenize_query
+from mmsearch.text import UserWords, is_cjk, normalize, search_term, strings, tokenize, tokenize_query
 
 PHRASE_TITLE = 1.0
 PHRASE_FIELD = 0.8
@@ -136,14 +136,6 @@ def text_fields(schema: DatasetSchema) -> tuple[list[FieldSpec], str | None]:
     return schema.searchable, (title.name if title is not None else None)
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
 def used_signals(query: RerankQuery, schema: DatasetSchema) -> list[str]:
     used = ["first"]
     if query.vector is not None:
@@ -161,6 +153,9 @@ def semantic_scores(query: RerankQuery, items: list[RerankFeatures]) -> list[flo
     out = [0.0] * len(items)
     if q is None:
         return out
+    for n, it in enumerate(items):  # a video: its best segment (multi-vector); few per page, so one at a time
+        if it.vector is not None and it.vector.ndim == 2 and it.vector.shape[1:] == q.shape:
+            out[n] = _best_cosine(it.vector, q)
     rows = [n for n, it in enumerate(items) if it.vector is not None and it.vector.shape == q.shape]
     if rows:
         m = np.stack([items[n].vector for n in rows]).astype(np.float32, copy=False)
@@ -169,6 +164,12 @@ def semantic_scores(query: RerankQuery, items: list[RerankFeatures]) -> list[flo
         for n, c in zip(rows, np.clip(cos, 0.0, 1.0).tolist(), strict=True):
             out[n] = c
     return out
+
+
+def _best_cosine(vectors: np.ndarray, q: np.ndarray) -> float:
+    norms = np.linalg.norm(vectors, axis=1)
+    cos = np.divide(vectors @ q, norms, out=np.zeros(len(vectors), dtype=np.float32), where=norms > 0)
+    return float(np.clip(cos.max(initial=0.0), 0.0, 1.0))
 
 
 def signals(
@@ -184,7 +185,9 @@ def signals(
         out["semantic"] = semantic
     elif "semantic" in used:
         v = item.vector
-        if v is None or query.vector is None or v.shape != query.vector.shape:
+        if v is not None and query.vector is not None and v.ndim == 2 and v.shape[1:] == query.vector.shape:
+            out["semantic"] = _best_cosine(v, query.vector)
+        elif v is None or query.vector is None or v.shape != query.vector.shape:
             out["semantic"] = 0.0
         else:
             norm = float(np.linalg.norm(v))
@@ -192,7 +195,7 @@ def signals(
     if not query.tokens:
         return out
     searchable, title = fields or text_fields(schema)
-    field_texts = {spec.name: _strings(item.doc.get(spec.name)) for spec in searchable}
+    field_texts = {spec.name: strings(item.doc.get(spec.name)) for spec in searchable}
     ocr_texts = [m["ocr"] for m in item.media if isinstance(m, dict) and isinstance(m.get("ocr"), str) and m["ocr"]]
     ocr_tokens = {tok for t in ocr_texts for tok in tokenize(t)} if ocr_texts and "ocr" in used else set()
     if item.tokens is not None:  # the store's index tokens: fields and OCR text, tokenised at import

@@ -20,6 +20,9 @@ class Record:
     text: str = ""
     vector: np.ndarray | None = None
     media: list[dict[str, Any]] = field(default_factory=list)  # per-image metadata: size, hash, OCR text
+    # a video's segments (video datasets): one vector per segment [n, dim] and its (start, end) seconds [n, 2]
+    segments: np.ndarray | None = None
+    spans: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -33,6 +36,8 @@ class Candidate:
     id: str
     score: float
     values: dict[str, Any] = field(default_factory=dict)
+    # a video's best segments for this query, best first: (start s, end s, cosine); vector channel only
+    moments: tuple[tuple[float, float, float], ...] = ()
 
 
 @dataclass
@@ -43,7 +48,7 @@ class RerankFeatures:
     (searchable fields and OCR text, as `text.index_text` made them), so the reranker need not tokenise again."""
 
     doc: dict[str, Any]
-    vector: np.ndarray | None = None
+    vector: np.ndarray | None = None  # [dim]; a video's segment vectors [segments, dim] (its best one counts)
     media: list[dict[str, Any]] = field(default_factory=list)
     tokens: frozenset[str] | None = None
 

@@ -60,6 +60,14 @@ class AnnConfig:
     nprobe: int = 32
 
 
+def segment_fields(info: DatasetInfo) -> list[pa.Field]:
+    """A video dataset's segments: their vectors and (start, end) seconds, a list per row (multi-vector)."""
+    if info.type != "video":
+        return []
+    return [pa.field("_seg_vec", pa.list_(pa.list_(pa.float32(), info.vector_dim))),
+            pa.field("_seg_time", pa.list_(pa.list_(pa.float32(), 2)))]
+
+
 def arrow_schema(info: DatasetInfo) -> pa.Schema:
     cols = [
         pa.field("_id", pa.string(), nullable=False),
@@ -67,10 +75,22 @@ def arrow_schema(info: DatasetInfo) -> pa.Schema:
         pa.field("_text", pa.string()),
         pa.field("_media", pa.string()),
         pa.field("_vec", pa.list_(pa.float32(), info.vector_dim)),
+        *segment_fields(info),
     ]
     for f in info.schema.columns:
         cols.append(pa.field(f"f_{f.name}", _arrow_type(f)))
     return pa.schema(cols)
+
+
+def _segments_array(records: list[Record], dim: int, width: int, spans: bool) -> pa.Array:
+    """Each record's segment vectors (or spans) as one list<fixed_size_list> column; a record without is null."""
+    parts = [(r.spans if spans else r.segments) for r in records]
+    counts = [len(p) if p is not None else 0 for p in parts]
+    flat = np.concatenate([np.asarray(p, np.float32).reshape(-1) for p in parts if p is not None and len(p)]
+                          or [np.zeros(0, np.float32)])
+    inner = pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), width)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, inner, mask=pa.array([p is None for p in parts]))
 
 
 def _arrow_type(f: FieldSpec) -> pa.DataType:
@@ -150,6 +170,17 @@ class LanceStore:
         self._ensure_indexes(table, info)
         self._tables[info.id] = table
 
+    def _add_missing_columns(self, table: Any, info: DatasetInfo) -> None:
+        """A video table created before segments were indexed gets their (empty) columns: a metadata change."""
+        missing = [f for f in segment_fields(info) if f.name not in table.schema.names]
+        if missing:
+            with table_write_lock(self.root, info.id):
+                table.checkout_latest()
+                if any(f.name not in table.schema.names for f in missing):
+                    before = int(table.version)
+                    table.add_columns(pa.schema(missing))
+                    self.serving.journal(info.id).append(before, int(table.version), [], [])
+
     def drop(self, dataset_id: str) -> None:
         with self._lock:
             self._tables.pop(dataset_id, None)
@@ -165,6 +196,7 @@ class LanceStore:
                     table = self.db.open_table(info.id)
                 except (FileNotFoundError, ValueError) as exc:
                     raise NotFound(f"dataset_id: no table for dataset {info.id!r}", field="dataset_id") from exc
+                self._add_missing_columns(table, info)
                 self._tables[info.id] = table
         return table
 
@@ -173,8 +205,8 @@ class LanceStore:
     def _writing(self, info: DatasetInfo, upsert: list[str] = (), delete: list[str] = ()) -> Iterator[Any]:  # type: ignore[assignment]
         """The table at its latest version, under the table's write lock. What the block commits is journaled
         (versions and the ids named) before the lock is released, so every process's serving index can follow."""
+        table = self._table(info)  # before the lock: opening an old video table takes it to add columns
         with table_write_lock(self.root, info.id):
-            table = self._table(info)
             table.checkout_latest()
             before = int(table.version)
             try:
@@ -203,8 +235,11 @@ class LanceStore:
         data_vec = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(mask))
         for f in info.schema.columns:
             data[f"f_{f.name}"] = [r.doc.get(f.name) for r in records]
-        arrays = [data_vec if name == "_vec" else pa.array(data[name], type=schema.field(name).type)
-                  for name in schema.names]
+        if info.type == "video":
+            data["_seg_vec"] = _segments_array(records, dim, dim, spans=False)
+            data["_seg_time"] = _segments_array(records, dim, 2, spans=True)
+        arrays = [data_vec if name == "_vec" else data[name] if name.startswith("_seg_")
+                  else pa.array(data[name], type=schema.field(name).type) for name in schema.names]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     def upsert(self, info: DatasetInfo, records: list[Record]) -> UpsertResult:
@@ -290,8 +325,15 @@ class LanceStore:
         self, info: DatasetInfo, vector: np.ndarray, k: int, where: Filter | None = None, fields: tuple[str, ...] = ()
     ) -> list[Candidate]:
         index = self.serving_index(info)
-        ids, scores, rows = index.vector_search(np.asarray(vector, dtype=np.float32), k, where)
-        return _candidates(index, ids, scores, rows, fields)
+        q = np.asarray(vector, dtype=np.float32)
+        if index.moments is None:
+            ids, scores, rows = index.vector_search(q, k, where)
+            return _candidates(index, ids, scores, rows, fields)
+        ids, scores, rows, moments = index.video_search(q, k, where)
+        found = _candidates(index, ids, scores, rows, fields)
+        for cand, best in zip(found, moments, strict=True):
+            cand.moments = best
+        return found
 
     # -- the serving index's source (store/serving/live.Source) ----------------------------------------
     def latest_version(self, info: DatasetInfo, refresh: bool = False) -> int:

@@ -19,11 +19,12 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from mmsearch.schema.fields import OCR_FIELD, DatasetInfo
+from mmsearch.schema.fields import OCR_FIELD, TRANSCRIPT_FIELD, VIDEO_SUMMARY, VIDEO_TITLE, DatasetInfo
 from mmsearch.schema.filters import Filter, Match, Range
 from mmsearch.store.base import RerankFeatures
 from mmsearch.store.serving.arrays import Blobs, Growable
 from mmsearch.store.serving.columns import Column, ColumnView, condition, evaluate
+from mmsearch.store.serving.moments import MomentVectors
 from mmsearch.store.serving.postings import (
     MAX_SEGMENTS,
     Clause,
@@ -42,6 +43,7 @@ SUBSET_SHARE = 8  # a filter is evaluated at a text query's matched rows when th
 MASK_CACHE = 16  # recent filter masks kept (a mask of 1M rows is 1 MB)
 CONDITION_CACHE = 64  # recent single conditions' masks kept (`in_stock = true` recurs in most queries)
 BACKOFF = 0.5  # weight of a CJK word's characters when the index does not hold the word (see `clauses`)
+VIDEO_TEXT_FIELDS = (VIDEO_TITLE, VIDEO_SUMMARY, TRANSCRIPT_FIELD)  # a video dataset's own text fields
 NOUN_SUFFIXES = frozenset("子儿")  # 狮子, 鞋子, 裙子, 猫儿: the word names what its first character names
 
 
@@ -54,6 +56,7 @@ class View:
     segments: tuple[Segment, ...]
     lengths: np.ndarray  # float32[rows, fields]: each row's length in search terms, per field
     columns: dict[str, ColumnView]
+    moments: int = 0  # video datasets: segments published (those of rows < `rows`)
 
 
 class ServingIndex:
@@ -67,13 +70,16 @@ class ServingIndex:
         self.media = Blobs()
         self.texts = Blobs()  # each row's index tokens, space-separated: the reranker's coverage reads them
         # BM25 per field: slot 0 is a stream without field markers (written before them), then the searchable
-        # fields, then the text read from images. A term's postings in slot s are keyed "s:term".
-        self.fields: tuple[str, ...] = ("", *(f.name for f in info.schema.searchable), OCR_FIELD)
+        # fields, then the text read from images (and, in a video dataset, the generated fields and the words
+        # said or shown in the video). A term's postings in slot s are keyed "s:term".
+        self.fields: tuple[str, ...] = ("", *(f.name for f in info.schema.searchable), OCR_FIELD,
+                                        *(VIDEO_TEXT_FIELDS if info.type == "video" else ()))
         self.slots = {name: n for n, name in enumerate(self.fields)}
         self.lengths = Growable(np.float32, width=len(self.fields))
         self.segments: list[Segment] = []
         self.columns = {f.name: Column(f) for f in info.schema.columns}
         self.vectors = VectorIndex(info.vector_dim, config, expected_rows)
+        self.moments = MomentVectors(info.vector_dim, config) if info.type == "video" else None
         self.live_rows = 0
         self.live_length = np.zeros(len(self.fields))  # per field: live rows' total length ...
         self.live_docs = np.zeros(len(self.fields), dtype=np.int64)  # ... and how many live rows have the field
@@ -115,6 +121,8 @@ class ServingIndex:
         matrix = flat[start : start + len(vec) * dim].reshape(len(vec), dim).copy()
         matrix[~has] = 0.0
         self.vectors.extend(matrix, has)
+        if self.moments is not None:
+            self.moments.extend(first, batch["_seg_vec"], batch["_seg_time"])
         self.alive.extend(np.ones(len(ids), dtype=bool))
         for n, i in enumerate(ids):
             self._pending[i] = first + n
@@ -163,10 +171,14 @@ class ServingIndex:
         self._merge_segments()
         rows = len(self.ids)
         self.vectors.fold(rows)
+        moments = self.moments.n if self.moments is not None else 0
+        if self.moments is not None:
+            self.moments.vectors.fold(moments)
         stats = Stats(self.live_rows, self.live_length / np.maximum(self.live_docs, 1), self.live_docs.copy())
         self.view = View(
             version=version, rows=rows, alive=self.alive.view().copy(), stats=stats, segments=tuple(self.segments),
             lengths=self.lengths.view(), columns={n: c.snapshot(rows) for n, c in self.columns.items()},
+            moments=moments,
         )
         self.version = version
         for i, row in self._pending.items():
@@ -334,6 +346,27 @@ class ServingIndex:
         ids = self.ids
         return [ids[r] for r in rows.tolist()], scores, rows
 
+    def video_search(self, q: np.ndarray, k: int, where: Filter | None
+                     ) -> tuple[list[str], np.ndarray, np.ndarray, list[tuple[tuple[float, float, float], ...]]]:
+        """A video dataset's vector channel: each video scored by its best segment (max-sim, not a mean that
+        drowns one scene in a long episode), or by its own `_vector` when that is higher; with each video its
+        best segments (start, end, cosine)."""
+        v = self._view()
+        mask = self.mask(where, v)
+        best: dict[int, tuple[float, tuple[tuple[float, float, float], ...]]] = {}
+        if self.moments is not None:
+            for f in self.moments.search(q, k, mask, v.moments):
+                best[f.row] = (f.score, f.moments)
+        rows, scores = self.vectors.search(q, k, mask, v.rows)  # items given their own vector
+        for r, sc in zip(rows.tolist(), scores.tolist(), strict=True):
+            if r not in best or sc > best[r][0]:
+                best[r] = (sc, best[r][1] if r in best else ())
+        ranked = sorted(best.items(), key=lambda e: (-e[1][0], e[0]))[:k]
+        out_rows = np.array([r for r, _ in ranked], dtype=np.int64)
+        ids = self.ids
+        return ([ids[r] for r, _ in ranked], np.array([e[0] for _, e in ranked], dtype=np.float32), out_rows,
+                [e[1] for _, e in ranked])
+
     def values(self, rows: np.ndarray, fields: tuple[str, ...]) -> list[dict[str, Any]]:
         """Each row's values of `fields`: from the typed columns when all have one, else from the documents."""
         v = self._view()
@@ -374,6 +407,12 @@ class ServingIndex:
                 for r, d, m, t in zip(rows, docs, media, texts, strict=True)]
 
     def vector_of(self, row: int) -> np.ndarray | None:
+        """The row's vector; a video's segment vectors [segments, dim] (with its own vector, when it has one)."""
+        if self.moments is not None:
+            segments = self.moments.of_row(row)
+            if segments is not None:
+                own = self.vectors.matrix.view()[row] if self.vectors.has.view()[row] else None
+                return segments if own is None else np.vstack([segments, own.astype(np.float32)])
         if not self.vectors.has.view()[row]:
             return None
         v = self.vectors.matrix.view()[row]
@@ -385,7 +424,7 @@ class ServingIndex:
     def memory(self) -> dict[str, int]:
         """Bytes held, by part (numpy buffers; the id map is estimated at 100 bytes an id)."""
         return {
-            "vectors": self.vectors.matrix.nbytes,
+            "vectors": self.vectors.matrix.nbytes + (self.moments.nbytes if self.moments is not None else 0),
             "ivf": int(self.vectors.ivf.sa_code_size() * self.vectors.indexed * 1.1) if self.vectors.ivf else 0,
             "documents": self.docs.nbytes + self.media.nbytes + self.texts.nbytes,
             "postings": sum(s.nbytes for s in self.segments) + self.lengths.nbytes,

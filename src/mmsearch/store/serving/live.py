@@ -199,7 +199,8 @@ class LiveIndexes:
     def _after_change(self, info: DatasetInfo, state: _State) -> None:
         """Train the IVF when the index has grown enough to want one; save a snapshot when enough changed."""
         index = state.index
-        if index.vectors.needs_ivf() and not state.building:
+        if (index.vectors.needs_ivf() or (index.moments is not None and index.moments.vectors.needs_ivf())) \
+                and not state.building:
             state.building = True
             self._spawn(self._build_ivf, info, state, index)
         elif (len(index.ids) >= SNAPSHOT_MIN_ROWS and not state.saving and not state.building
@@ -226,13 +227,19 @@ class LiveIndexes:
     def _build_ivf(self, info: DatasetInfo, state: _State, index: ServingIndex) -> None:
         try:
             started = time.perf_counter()
-            rows = len(index.ids)
-            ivf = index.vectors.build_ivf(rows)
-            with index.write_lock:
-                index.vectors.set_ivf(ivf, rows)
-                index.vectors.fold(len(index.ids))
+            parts = [(index.vectors, lambda: len(index.ids), "rows")]
+            if index.moments is not None:  # a video dataset's segments
+                parts.append((index.moments.vectors, lambda: index.moments.n, "segments"))  # type: ignore[union-attr]
+            for vectors, count, what in parts:
+                if not vectors.needs_ivf():
+                    continue
+                rows = count()
+                ivf = vectors.build_ivf(rows)
+                with index.write_lock:
+                    vectors.set_ivf(ivf, rows)
+                    vectors.fold(count())
+                log.info("IVF for %s: %d %s in %.1f s", info.id, rows, what, time.perf_counter() - started)
             release_free_memory()
-            log.info("IVF for %s: %d rows in %.1f s", info.id, rows, time.perf_counter() - started)
         except Exception:  # pragma: no cover - the exact scan keeps answering
             log.exception("building the IVF of %s failed; vector search stays exact", info.id)
             return

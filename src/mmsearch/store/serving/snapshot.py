@@ -86,6 +86,12 @@ def save(index: ServingIndex, tables: Path) -> Path:
                 arrays[f"col.{name}.{part}"] = a
             if col.strings is not None:
                 strings[name] = list(col.strings.values)
+        moments = index.moments
+        if moments is not None:  # a video dataset's segments: those of the saved rows
+            n = view.moments
+            arrays.update({"mom.owner": moments.owner.view()[:n], "mom.times": moments.times.view()[:n],
+                           "mom.matrix": moments.vectors.matrix.view()[:n], "mom.has": moments.vectors.has.view()[:n],
+                           "mom.first": moments.first.view()[:rows], "mom.count": moments.count.view()[:rows]})
         for name, a in arrays.items():
             np.save(tmp / f"{name}.npy", a, allow_pickle=False)
         (tmp / "terms.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
@@ -96,9 +102,17 @@ def save(index: ServingIndex, tables: Path) -> Path:
             with index.vectors._lock:
                 indexed = min(index.vectors.indexed, rows)
                 faiss.write_index(index.vectors.ivf, str(tmp / "ivf.faiss"))
+        moments_indexed = 0
+        if moments is not None and moments.vectors.ivf is not None:
+            import faiss
+
+            with moments.vectors._lock:
+                moments_indexed = min(moments.vectors.indexed, view.moments)
+                faiss.write_index(moments.vectors.ivf, str(tmp / "mom.ivf.faiss"))
         meta = {
             "format": FORMAT, "dataset": index.info.id, "fingerprint": fingerprint(index.info),
             "version": view.version, "rows": rows, "indexed": indexed, "strings": strings,
+            "moments": view.moments if moments is not None else None, "moments_indexed": moments_indexed,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         os.rename(tmp, final)
@@ -123,6 +137,8 @@ def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> S
     if not _usable(path, info):
         return None
     meta: dict[str, Any] = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    if (info.type == "video") != (meta.get("moments") is not None):
+        return None  # saved before video segments were indexed (or for another dataset type)
 
     def arr(name: str) -> np.ndarray:
         return np.load(path / f"{name}.npy", allow_pickle=False)
@@ -150,6 +166,15 @@ def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> S
         import faiss
 
         index.vectors.set_ivf(faiss.read_index(str(path / "ivf.faiss")), int(meta["indexed"]))
+    if index.moments is not None:
+        m = index.moments
+        m.owner, m.times = Growable.of(arr("mom.owner")), Growable.of(arr("mom.times"))
+        m.first, m.count = Growable.of(arr("mom.first")), Growable.of(arr("mom.count"))
+        m.vectors.matrix, m.vectors.has = Growable.of(arr("mom.matrix")), Growable.of(arr("mom.has"))
+        if (path / "mom.ivf.faiss").exists():
+            import faiss
+
+            m.vectors.set_ivf(faiss.read_index(str(path / "mom.ivf.faiss")), int(meta["moments_indexed"]))
     live = index.lengths.view()[alive]  # the statistics, exactly as appends and removals kept them
     index.live_rows = len(live)
     index.live_length = live.sum(axis=0, dtype=np.float64)

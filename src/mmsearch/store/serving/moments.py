@@ -1,0 +1,109 @@
+"""A video dataset's segments: one vector and one time span per segment, each owned by its video's row.
+
+A video is many pictures. Its one item vector would be an average that drowns a five-second scene in a
+forty-minute episode, so the vector channel searches the segments and scores a video by its best segment
+(multi-vector, max-sim). Segments are appended with their video's row and never move; a tombstoned row's
+segments drop out through the item mask, as the row itself does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from mmsearch.store.serving.arrays import Growable
+from mmsearch.store.serving.vectors import VectorConfig, VectorIndex
+
+MOMENTS_PER_ITEM = 3  # best segments reported with each video found
+WIDEN = 4  # segments asked for per video wanted: several segments of one video crowd the list
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A video row, its best segment's cosine, and its best segments as (start s, end s, cosine)."""
+
+    row: int
+    score: float
+    moments: tuple[tuple[float, float, float], ...]
+
+
+def list_matrix(column: pa.ChunkedArray | pa.Array, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A list<fixed_size_list<float32>[width]> column as (per-row counts, stacked values [n, width]); a null
+    row has no entries."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    counts = np.asarray(arr.value_lengths().fill_null(0), dtype=np.int64)
+    inner = arr.flatten()  # the present rows' entries, in row order
+    flat = inner.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return counts, flat.reshape(-1, width) if len(flat) else np.zeros((0, width), np.float32)
+
+
+class MomentVectors:
+    def __init__(self, dim: int, config: VectorConfig | None = None) -> None:
+        self.owner = Growable(np.int64)  # segment -> its video's row (ascending: appended in row order)
+        self.times = Growable(np.float32, width=2)  # segment -> (start, end) in seconds
+        self.first = Growable(np.int64)  # row -> its first segment
+        self.count = Growable(np.int32)  # row -> its number of segments
+        self.vectors = VectorIndex(dim, config)
+
+    @property
+    def n(self) -> int:
+        return self.owner.n
+
+    def extend(self, first_row: int, vectors: pa.ChunkedArray, times: pa.ChunkedArray) -> None:
+        """The segments of rows first_row, first_row + 1, ... (one list per row, possibly empty or null)."""
+        counts, matrix = list_matrix(vectors, self.vectors.dim)
+        t_counts, spans = list_matrix(times, 2)
+        if not np.array_equal(counts, t_counts):  # written together by the importer; a mismatch is a bug
+            raise ValueError("a row's segment vectors and segment times differ in number")
+        starts = self.n + np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else counts
+        self.first.extend(starts)
+        self.count.extend(counts.astype(np.int32))
+        self.owner.extend(np.repeat(np.arange(first_row, first_row + len(counts)), counts))
+        self.times.extend(spans)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self.vectors.extend(matrix / np.maximum(norms, 1e-12), norms[:, 0] > 0)
+
+    def of_row(self, row: int) -> np.ndarray | None:
+        """The row's segment vectors (float32, [segments, dim]), or None when it has none."""
+        first, count = int(self.first.view()[row]), int(self.count.view()[row])
+        if count == 0:
+            return None
+        return self.vectors.matrix.view()[first : first + count].astype(np.float32, copy=False)
+
+    def spans_of(self, row: int) -> np.ndarray:
+        first, count = int(self.first.view()[row]), int(self.count.view()[row])
+        return self.times.view()[first : first + count]
+
+    def search(self, q: np.ndarray, k: int, rows_alive: np.ndarray, segments: int) -> list[Found]:
+        """The best `k` rows inside `rows_alive` by their best segment among the first `segments`, best first.
+        Asks the vector index for WIDEN * k segments and widens until k distinct videos are found or no more
+        segments remain."""
+        if segments == 0 or k <= 0:
+            return []
+        owner = self.owner.view()[:segments]
+        allowed = rows_alive[owner]
+        available = int(allowed.sum())
+        want = min(available, WIDEN * k)
+        while True:
+            seg, scores = self.vectors.search(q, want, allowed, segments)
+            owners = owner[seg]
+            _, first_at = np.unique(owners, return_index=True)
+            if len(first_at) >= k or want >= available or len(seg) < want:
+                break
+            want = min(available, want * WIDEN)
+        order = np.sort(first_at)[:k]  # a video's first appearance is its best segment: score order
+        spans = self.times.view()
+        moments: dict[int, list[tuple[float, float, float]]] = {int(owners[i]): [] for i in order}
+        for s, o, sc in zip(seg.tolist(), owners.tolist(), scores.tolist(), strict=True):
+            found = moments.get(o)
+            if found is not None and len(found) < MOMENTS_PER_ITEM:
+                start, end = spans[s]
+                found.append((round(float(start), 2), round(float(end), 2), float(sc)))
+        return [Found(int(owners[i]), float(scores[i]), tuple(moments[int(owners[i])])) for i in order]
+
+    @property
+    def nbytes(self) -> int:
+        return (self.vectors.matrix.nbytes + self.owner.nbytes + self.times.nbytes + self.first.nbytes
+                + self.count.nbytes)
