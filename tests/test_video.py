@@ -330,3 +330,39 @@ def test_a_video_import_job_reports_progress_and_checkpoints_per_video(library, 
     assert frames == sorted(frames) and frames[-1] >= 80  # 9 s at 10 fps, counted as they are decoded
     assert max(p.segments for p in seen if p.item == "e1") >= 2
     assert report.videos["segments"] >= 6 and mm.store.serving_index(mm.dataset("jobbed")).moments.n >= 6
+
+
+def test_spelling_and_rerank_work_on_a_video_application(library):
+    """The application's spell correction knows the words said in the videos (their transcripts are indexed
+    text), and the rerank stage scores videos (a video's semantic signal is its best segment's)."""
+    mm = library[0]
+    mm.catalog.apps.create("spelled", ["series"], {"spell_correction": "auto", "rerank": True})
+    found = mm.search_app("spelled", "series", SearchRequest(text="海屯"))
+    assert found.corrected_query == "海豚"
+    assert found.result.hits[0].id == "video_900022" and found.result.hits[0].is_reranked
+    said = [m for m in found.result.hits[0].fields["_video_moments"] if m["reason"] == "subtitle"]
+    assert said and said[0]["start"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_video_items_posted_to_the_management_api_import_as_a_job(library, tmp_path):
+    """The server's worker imports a video dataset's items one video per batch; the job says how far it got."""
+    from api_fixtures import wait_job
+
+    root = library[3]
+    mm = MMSearch(Settings(home=tmp_path, ocr=False, media_roots=str(root), admin_token=ADMIN),
+                  encoder=library[0].encoder)
+    with LiveServer(create_app(mm)) as server, httpx.Client(
+            base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {ADMIN}"}) as admin:
+        r = admin.post("/admin/v1/datasets", json={"id": "clips", "type": "video", "schema": SCHEMA})
+        assert r.status_code in (200, 201), r.text
+        items = [{"content_id": f"c{n}", "my_title": f"片段{n}", "video_url": str(root / f"ep{n}.mkv")}
+                 for n in (1, 2, 3)]
+        items.append({"content_id": "bad", "my_title": "坏", "video_url": "http://10.0.0.1/x.mp4"})
+        r = admin.post("/admin/v1/datasets/clips/items", json=items)
+        assert r.status_code == 202, r.text
+        job = wait_job(admin, r.json()["job_id"], timeout=120)
+        assert job["status"] == "succeeded"
+        assert (job["progress"]["processed"], job["progress"]["imported"]) == (4, 4)
+        warned = [w for w in job.get("warnings", []) if w["id"] == "bad"]
+        assert warned and "10.0.0.1" in warned[0]["message"]  # a private address: refused, the item still in
+    assert [h.id for h in mm.search("clips", SearchRequest(text="海豚")).hits][:1] == ["c2"]

@@ -1,6 +1,7 @@
 """Per-dataset spelling vocabularies, built from the stored items and kept in step with the table.
 
-The words come from what users can find: searchable fields and the OCR text of images. A vocabulary
+The words come from what users can find: searchable fields, the OCR text of images and, for videos, the
+generated fields and the words said or shown. A vocabulary
 is rebuilt when the table's version changes, in the background, while the previous one keeps serving."""
 
 from __future__ import annotations
@@ -12,26 +13,31 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mmsearch.schema.fields import DatasetInfo
+from mmsearch.schema.fields import VIDEO_SUMMARY, VIDEO_TITLE, DatasetInfo
 from mmsearch.search.spell import SpellCorrector, build_vocabulary
+from mmsearch.text import strings
 
 log = logging.getLogger("mmsearch.vocab")
 
 
 def item_texts(info: DatasetInfo, store: Any) -> Iterator[str]:
+    """Searchable fields, OCR text and, in a video dataset, the generated fields and the transcript lines."""
     names = [f.name for f in info.schema.searchable]
+    if info.type == "video":
+        names += [VIDEO_TITLE, VIDEO_SUMMARY]
     for batch in store.scan(info, ["_doc", "_media"]):
         for doc_json, media_json in zip(batch["_doc"], batch["_media"], strict=True):
             doc = json.loads(doc_json) if doc_json else {}
             for name in names:
-                value = doc.get(name)
-                if isinstance(value, str):
-                    yield value
-                elif isinstance(value, list):
-                    yield from (v for v in value if isinstance(v, str))
+                yield from strings(doc.get(name))
             for m in json.loads(media_json) if media_json else []:
-                if isinstance(m, dict) and m.get("ocr"):
+                if not isinstance(m, dict):
+                    continue
+                if m.get("ocr"):
                     yield m["ocr"]
+                for cue in m.get("cues") or ():  # a video's (or a subtitle file's) timed lines
+                    if isinstance(cue, dict) and isinstance(cue.get("text"), str):
+                        yield cue["text"]
 
 
 @dataclass
