@@ -18,6 +18,7 @@ from mmsearch.store.serving.vectors import VectorConfig, VectorIndex
 
 MOMENTS_PER_ITEM = 3  # best segments reported with each video found
 WIDEN = 4  # segments asked for per video wanted: several segments of one video crowd the list
+TAIL_SCAN = 2.0  # IVF rows scanned per segment asked for when widening (10 for the first ask; vectors.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +87,28 @@ class MomentVectors:
         allowed = rows_alive[owner]
         available = int(allowed.sum())
         want = min(available, WIDEN * k)
-        while True:
-            seg, scores = self.vectors.search(q, want, allowed, segments)
-            owners = owner[seg]
-            _, first_at = np.unique(owners, return_index=True)
-            if len(first_at) >= k or want >= available or len(seg) < want:
-                break
+        seg, scores = self.vectors.search(q, want, allowed, segments)
+        while len(np.unique(owner[seg])) < k and want < available and len(seg) >= want:
+            # too few videos among the best segments (a video's segments crowd the list): ask for more, with a
+            # lighter IVF scan, as the widening only fills the tail of the k (the best videos came first)
             want = min(available, want * WIDEN)
+            seg, scores = self.vectors.search(q, want, allowed, segments, scan=TAIL_SCAN)
+        owners = owner[seg]
+        _, first_at = np.unique(owners, return_index=True)
         order = np.sort(first_at)[:k]  # a video's first appearance is its best segment: score order
-        spans = self.times.view()
-        moments: dict[int, list[tuple[float, float, float]]] = {int(owners[i]): [] for i in order}
-        for s, o, sc in zip(seg.tolist(), owners.tolist(), scores.tolist(), strict=True):
-            found = moments.get(o)
-            if found is not None and len(found) < MOMENTS_PER_ITEM:
-                start, end = spans[s]
-                found.append((round(float(start), 2), round(float(end), 2), float(sc)))
-        return [Found(int(owners[i]), float(scores[i]), tuple(moments[int(owners[i])])) for i in order]
+        rank = np.full(int(owners.max()) + 1 if len(owners) else 0, k, dtype=np.int64)
+        rank[owners[order]] = np.arange(len(order))
+        # each chosen video's best MOMENTS_PER_ITEM segments, in one sort: by the video's rank, then by score
+        chosen = np.flatnonzero(rank[owners] < k)
+        chosen = chosen[np.lexsort((-scores[chosen], rank[owners[chosen]]))]
+        by_video = rank[owners[chosen]]
+        nth = np.arange(len(chosen)) - np.searchsorted(by_video, by_video)
+        chosen = chosen[nth < MOMENTS_PER_ITEM]
+        spans = np.round(self.times.view()[seg[chosen]].astype(np.float64), 2).tolist()
+        moments: list[list[tuple[float, float, float]]] = [[] for _ in order]
+        for r, (start, end), sc in zip(rank[owners[chosen]].tolist(), spans, scores[chosen].tolist(), strict=True):
+            moments[r].append((start, end, sc))
+        return [Found(int(owners[i]), float(scores[i]), tuple(moments[n])) for n, i in enumerate(order)]
 
     @property
     def nbytes(self) -> int:

@@ -106,8 +106,10 @@ class VectorIndex:
             ivf.add_with_ids(np.ascontiguousarray(matrix[chunk], dtype=np.float32), chunk.astype(np.int64))
         return ivf
 
-    def search(self, q: np.ndarray, k: int, live: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """The best `k` rows of [0, rows) inside `live`, by exact cosine, best first."""
+    def search(self, q: np.ndarray, k: int, live: np.ndarray, rows: int,
+               scan: float = SCAN_FACTOR) -> tuple[np.ndarray, np.ndarray]:
+        """The best `k` rows of [0, rows) inside `live`, by exact cosine, best first. `scan`: rows the IVF scans
+        per row asked for (fewer: faster, the tail of the k less exact)."""
         matrix, has = self.matrix.view()[:rows], self.has.view()[:rows]
         allowed = live & has
         kept = int(allowed.sum())
@@ -119,20 +121,21 @@ class VectorIndex:
             if ivf is None or kept <= EXACT_ROWS or indexed == 0:
                 candidates = np.flatnonzero(allowed)
             else:
-                candidates = self._probe(ivf, q, k, allowed[:indexed], kept, indexed)
+                candidates = self._probe(ivf, q, k, allowed[:indexed], kept, indexed, scan)
         if indexed < rows and ivf is not None and kept > EXACT_ROWS:
             tail = indexed + np.flatnonzero(allowed[indexed:])  # rows not yet in the IVF: scanned exactly
             candidates = np.concatenate([candidates, tail])
         candidates, scores = top_k(candidates, matrix[candidates].astype(np.float32, copy=False) @ q, k)
         return candidates.astype(np.int64), scores.astype(np.float32)
 
-    def _probe(self, ivf: Any, q: np.ndarray, k: int, allowed: np.ndarray, kept: int, rows: int) -> np.ndarray:
+    def _probe(self, ivf: Any, q: np.ndarray, k: int, allowed: np.ndarray, kept: int, rows: int,
+               scan: float = SCAN_FACTOR) -> np.ndarray:
         faiss = _faiss()
         params = faiss.SearchParametersIVF()
         # enough lists that about SCAN_FACTOR * k allowed rows are scanned: a list holds rows / nlist rows, of
         # which the kept fraction passes the filter
         per_list = max(1e-9, kept / ivf.nlist)
-        params.nprobe = int(min(ivf.nlist, max(self.config.nprobe, math.ceil(SCAN_FACTOR * k / per_list))))
+        params.nprobe = int(min(ivf.nlist, max(self.config.nprobe, math.ceil(scan * k / per_list))))
         bits = None
         if kept < rows or self.indexed > rows:
             # the bitmap must cover every id in the IVF (faiss does not bound-check it): rows folded in after
