@@ -198,6 +198,23 @@ def test_the_serving_snapshot_keeps_the_segments(library, tmp_path):
     q = mm.encoder.encode_image([Image.new("RGB", (320, 180), BLUE)])[0]
     assert loaded.video_search(q, 3, None)[0] == index.video_search(q, 3, None)[0]
     assert np.array_equal(loaded.moments.times.view(), index.moments.times.view())
+    row = index.live_row("video_900022")
+    assert loaded.cues_of([row]) == index.cues_of([row]) and index.cues_of([row])[0][0]["text"]
+
+
+def test_rerank_reads_media_without_the_transcript(library):
+    """A long video's timed lines are kept apart from the media rerank parses for its top 50 hits; the shown
+    page reads them (`Store.video_cues`) to say where the query's words are."""
+    mm, info, _, _ = library
+    features = mm.store.rerank_features(info, ["video_900022"])["video_900022"]
+    video = [m for m in features.media if m.get("kind") == "video"]
+    assert video and "cues" not in video[0] and video[0]["segments"] >= 2
+    cues = mm.store.video_cues(info, ["video_900022", "nope"])
+    assert list(cues) == ["video_900022"]
+    lines = cues["video_900022"][0]
+    said = [t for t, why in zip(lines["text"], lines["source"], strict=True) if why == "subtitle"]
+    assert said[:1] == ["一只海豚跳出水面"]
+    assert lines["start"][lines["text"].index(said[0])] == pytest.approx(1.0, abs=0.05)
 
 
 def test_cli_inspect_shows_what_will_be_indexed(library):
@@ -366,3 +383,16 @@ def test_video_items_posted_to_the_management_api_import_as_a_job(library, tmp_p
         warned = [w for w in job.get("warnings", []) if w["id"] == "bad"]
         assert warned and "10.0.0.1" in warned[0]["message"]  # a private address: refused, the item still in
     assert [h.id for h in mm.search("clips", SearchRequest(text="海豚")).hits][:1] == ["c2"]
+
+
+def test_text_moments_rank_lines_by_the_share_of_query_words_they_hold():
+    from mmsearch.search.moments import query_words, text_moments
+
+    entry = {"field": "video_url", "kind": "video", "start": [0.0, 4.0, 9.0, 12.0], "end": [3.0, 8.0, 11.0, 15.0],
+             "text": ["一只海豚", "ＤＯＬＰＨＩＮ 海豚 show", "OCR 第一行\n海豚 dolphin", "nothing"],
+             "source": ["subtitle", "subtitle", "ocr", "subtitle"]}
+    found = text_moments(query_words(["海豚", "dolphin", "the"]), [entry])  # "the" is a stop word
+    assert [(m["start"], m["reason"], m["score"]) for m in found] == [(4.0, "subtitle", 1.0), (9.0, "ocr", 1.0),
+                                                                        (0.0, "subtitle", 0.5)]
+    assert found[1]["text"] == "OCR 第一行\n海豚 dolphin"  # a line read as two OCR lines is still one line
+    assert text_moments([], [entry]) == [] and text_moments(["鲸鱼"], [entry]) == []

@@ -160,20 +160,17 @@ def search(
     shown = page(hits, req.page_number, req.page_size)
     missing = [h.id for h in shown if h.id not in known]
     docs = {i: f.doc for i, f in known.items()}
-    video = info.type == "video"
-    if missing and video:  # a video's transcript (in its media) says where the query's words are
-        known.update(store.rerank_features(info, missing))
-        docs = {i: f.doc for i, f in known.items()}
-    elif missing:
+    if missing:
         docs.update(store.get_many(info, missing))
     shown = [h for h in shown if h.id in docs]  # deleted since recall: gone, not shown empty
     for hit in shown:
         hit.fields = project(docs[hit.id], req.output_fields)
-    if video and (not req.output_fields or VIDEO_MOMENTS in req.output_fields):
+    if info.type == "video" and (not req.output_fields or VIDEO_MOMENTS in req.output_fields):
         best = {c.id: c.moments for c in recalled.get("vlm", ()) if c.moments}
         words = query_words(p.tokens)
+        cues = store.video_cues(info, [h.id for h in shown]) if words else {}
         for hit in shown:
-            found = moments(words, best.get(hit.id, ()), known[hit.id].media)
+            found = moments(words, best.get(hit.id, ()), cues.get(hit.id, []))
             if found:
                 hit.fields = {**hit.fields, VIDEO_MOMENTS: found}
     return SearchResult(

@@ -84,6 +84,11 @@ class Store(Protocol):
         """Document, vector and media of each id, in one lookup; missing ids are left out."""
         ...
 
+    def video_cues(self, info: DatasetInfo, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each video item's timed transcript entries ({field, kind, start[], end[], text[], source[]}: one per
+        video or subtitle file), kept apart from `media` so rerank never parses them; missing ids are left out."""
+        ...
+
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int: ...
 
     def in_memory(self, dataset_id: str) -> bool:

@@ -290,6 +290,12 @@ class LanceStore:
         features = index.rerank_features([row for _, row in live])
         return {i: f for (i, _), f in zip(live, features, strict=True)}
 
+    def video_cues(self, info: DatasetInfo, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        index = self.serving_index(info)
+        live = [(i, row) for i in dict.fromkeys(ids) if (row := index.live_row(i)) is not None]
+        cues = index.cues_of([row for _, row in live])
+        return {i: c for (i, _), c in zip(live, cues, strict=True)}
+
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
         found = self.get_many(info, ids)
         return [found[i] for i in ids if i in found]

@@ -87,7 +87,9 @@ def save(index: ServingIndex, tables: Path) -> Path:
             if col.strings is not None:
                 strings[name] = list(col.strings.values)
         moments = index.moments
-        if moments is not None:  # a video dataset's segments: those of the saved rows
+        if moments is not None:  # a video dataset's transcripts and segments: those of the saved rows
+            for name, a in index.cues.arrays(rows).items():
+                arrays[f"cues.{name}"] = a
             n = view.moments
             arrays.update({"mom.owner": moments.owner.view()[:n], "mom.times": moments.times.view()[:n],
                            "mom.matrix": moments.vectors.matrix.view()[:n], "mom.has": moments.vectors.has.view()[:n],
@@ -137,8 +139,9 @@ def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> S
     if not _usable(path, info):
         return None
     meta: dict[str, Any] = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    if (info.type == "video") != (meta.get("moments") is not None):
-        return None  # saved before video segments were indexed (or for another dataset type)
+    if (info.type == "video") != (meta.get("moments") is not None) or (
+            info.type == "video" and not (path / "cues.data.npy").exists()):
+        return None  # saved before video segments (and transcripts) were kept apart, or for another dataset type
 
     def arr(name: str) -> np.ndarray:
         return np.load(path / f"{name}.npy", allow_pickle=False)
@@ -167,6 +170,7 @@ def load(path: Path, info: DatasetInfo, config: VectorConfig | None = None) -> S
 
         index.vectors.set_ivf(faiss.read_index(str(path / "ivf.faiss")), int(meta["indexed"]))
     if index.moments is not None:
+        index.cues = Blobs.from_arrays(arr("cues.data"), arr("cues.offsets"))
         m = index.moments
         m.owner, m.times = Growable.of(arr("mom.owner")), Growable.of(arr("mom.times"))
         m.first, m.count = Growable.of(arr("mom.first")), Growable.of(arr("mom.count"))
