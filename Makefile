@@ -22,13 +22,20 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@ $(RUN_STAMP)
 
-# CJK font for the OCR tests and the demo images (Debian); skipped with a note where apt is not ours to use.
+# CJK font for the OCR tests and the demo images, Chromium for the console's browser tests (Debian); skipped
+# with a note where apt is not ours to use.
 sysdeps:
 	@if [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei >/dev/null 2>&1 || \
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei; }; \
 	  else echo "note: install fonts-wqy-microhei (Debian) for the OCR tests"; fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+	  else echo "note: install chromium (Debian) for the console's browser tests"; fi; \
 	fi
 
 run: $(RUN_STAMP)

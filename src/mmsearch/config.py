@@ -93,6 +93,8 @@ class Settings(BaseSettings):
         default=1.0, ge=0, le=60, description="seconds between OCR reads of the frame's lower band (0 = none)"
     )
     video_download_timeout_s: float = Field(default=600.0, gt=0, description="whole download of one video URL")
+    console: bool = Field(default=True, description="serve the web console at /console (admin token sign-in)")
+    console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30, description="how long a console sign-in lasts")
     llm_url: str = Field(
         default="", description="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) that writes videos' "
         "generated titles and summaries; empty: extractive only (ingest/summarize.py)",

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mmsearch import __version__
 from mmsearch.api import admin, iqs, openapi, volc
-from mmsearch.api.auth import Authenticator, IqsAuth
+from mmsearch.api.auth import Authenticator, IqsAuth, admin_token
 from mmsearch.api.errors import on_http_error, on_mmsearch_error, on_unexpected, on_validation_error
 from mmsearch.api.middleware import RequestContext
 from mmsearch.core import MMSearch
@@ -58,6 +58,16 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     api.include_router(volc.router)
     api.include_router(iqs.router)
     api.include_router(admin.router)
+    if mm.settings.console:
+        from fastapi.staticfiles import StaticFiles
+
+        from mmsearch.api.console import routes as console
+        from mmsearch.api.console.session import Sessions
+
+        api.state.console_sessions = Sessions(admin_token(mm.settings, announce=False),
+                                              mm.settings.console_session_hours)
+        api.include_router(console.router)
+        api.mount("/console/static", StaticFiles(directory=str(console.HERE / "static")), name="console-static")
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"], summary="Liveness")
     api.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"], summary="Store, catalog and model status")
     openapi.install(api)  # the document lists what is really sent: statuses, error bodies, raw bodies, auth

@@ -168,7 +168,10 @@ def quickstart(
     base = f"http://{host}:{port}"
     out.print(f"\n[bold]application[/] {QUICKSTART_APP} over dataset {QUICKSTART_DATASET}")
     out.print(f"API key: {key}")
-    out.print(f"admin token (management API, see {base}/docs): {admin}\n")
+    out.print(f"admin token (management API, see {base}/docs): {admin}")
+    if mm.settings.console:
+        out.print(f"web console: {base}/console (sign in with the admin token)")
+    out.print()
     for title, cmd in curl_examples(base, key, image_body):
         out.print(f"[bold]# {title}[/]")
         out.print(cmd, soft_wrap=True, markup=False)
