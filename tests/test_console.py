@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -58,7 +59,7 @@ def shot(page, tmp_path: Path, name: str) -> None:
         page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=True)
 
 
-def test_sign_in_search_by_text_and_picture_see_the_correction_and_sign_out(api: Api, browser, tmp_path):
+def test_sign_in_search_see_the_correction_make_and_revoke_a_key_and_sign_out(api: Api, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(f"{api.server.url}/console")
     assert page.url.endswith("/console/login")  # not signed in: the sign-in page
@@ -100,6 +101,30 @@ def test_sign_in_search_by_text_and_picture_see_the_correction_and_sign_out(api:
     assert "Showing results for 运动鞋" in page.get_by_role("status").inner_text()
     assert page.locator("li.hit").count() == 2
     shot(page, tmp_path, "spelling")
+
+    page.goto(f"{api.server.url}/console/datasets")
+    row = page.get_by_role("row").filter(has_text="products")
+    assert "12" in row.inner_text() and "shop" in row.inner_text()
+    shot(page, tmp_path, "datasets")
+
+    # a key for `shop`: its secret is shown once, it searches, and once revoked it no longer does
+    page.goto(f"{api.server.url}/console/keys")
+    page.get_by_label("shop", exact=True).check()
+    page.get_by_label("Name (who uses it)").fill("console test")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("API key (Authorization: Bearer …)").input_value()
+    shot(page, tmp_path, "keys")
+    body = {"query": {"text": "running"}, "dataset_id": "products"}
+    assert api.search(body, key=key).status_code == 200
+    page.reload()
+    assert key not in page.content()  # shown once
+    key_id = key.split("_")[1]  # mms_<id>_<secret>
+    page.get_by_role("button", name=f"Revoke {key_id}").click()
+    assert "revoked" in page.get_by_role("row").filter(has_text=key_id).inner_text()
+    deadline = time.monotonic() + 5  # the server caches keys for 2 s
+    while api.search(body, key=key).status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert api.search(body, key=key).status_code == 401, key_id
 
     page.get_by_role("button", name="Sign out").click()
     assert page.url.endswith("/console/login")

@@ -1,4 +1,4 @@
-"""The web console at /console: sign-in with the admin token, the applications, and a search playground.
+"""The web console at /console: sign-in with the admin token, applications, datasets, keys, a search playground.
 
 Server-rendered Jinja2 pages and plain HTML forms (no build step, nothing fetched from a CDN: the console works
 offline). Pages call the same engine functions as the HTTP APIs (`MMSearch.search_app` for the playground), so
@@ -107,6 +107,75 @@ async def home(request: Request) -> Response:
     mm = request.app.state.mm
     apps = await run_in_threadpool(mm.catalog.apps.list)
     return _page(request, "apps.html", session, apps=apps)
+
+
+@router.get("/datasets")
+async def datasets(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    mm = request.app.state.mm
+
+    def rows() -> list[dict[str, Any]]:
+        out = []
+        for info in mm.datasets():
+            try:
+                count: int | str = mm.store.count(info)
+            except MMSearchError as exc:
+                count = exc.message
+            out.append({"info": info, "count": count, "apps": mm.catalog.apps.using_dataset(info.id)})
+        return out
+
+    return _page(request, "datasets.html", session, datasets=await run_in_threadpool(rows))
+
+
+@router.get("/keys")
+async def keys(request: Request) -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    return await _keys_page(request, session)
+
+
+async def _keys_page(request: Request, session: Session, created: Any = None, error: str | None = None,
+                     status: int = 200) -> HTMLResponse:
+    mm = request.app.state.mm
+    found = await run_in_threadpool(mm.catalog.keys.list)
+    apps = await run_in_threadpool(mm.catalog.apps.list)
+    return _page(request, "keys.html", session, status=status, keys=found, apps=apps, created=created, error=error)
+
+
+@router.post("/keys")
+async def create_key(request: Request, csrf: Annotated[str, Form(max_length=200)] = "",
+                     apps: Annotated[list[str] | None, Form()] = None,
+                     name: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """A new API key: its secret is shown on this page once (the catalog keeps only its hash)."""
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    if not same(csrf, session.csrf):
+        return _forbidden(request)
+    mm = request.app.state.mm
+    try:
+        created = await run_in_threadpool(mm.catalog.keys.create, list(apps or []), name.strip())
+    except MMSearchError as exc:
+        return await _keys_page(request, session, error=exc.message, status=400)
+    return await _keys_page(request, session, created=created)
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: str, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    if not same(csrf, session.csrf):
+        return _forbidden(request)
+    mm = request.app.state.mm
+    try:
+        await run_in_threadpool(mm.catalog.keys.revoke, key_id)
+    except MMSearchError as exc:
+        return await _keys_page(request, session, error=exc.message, status=400)
+    return RedirectResponse(f"{PATH}/keys", status_code=303)
 
 
 def _image_field(mm: Any, dataset_id: str) -> str | None:
