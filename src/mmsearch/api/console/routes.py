@@ -53,6 +53,16 @@ def _page(request: Request, name: str, session: Session | None, status: int = 20
                                       status_code=status, headers={"Cache-Control": "no-store"})
 
 
+def _form_session(request: Request, csrf: str) -> Session | Response:
+    """The session of a state-changing form, or the response refusing it (not signed in, or a CSRF mismatch)."""
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    if not same(csrf, session.csrf):
+        return _forbidden(request)
+    return session
+
+
 def _forbidden(request: Request) -> HTMLResponse:
     return _page(request, "error.html", None, status=403, title="Request refused",
                  message="This form is out of date or was not sent by the console (CSRF check failed). "
@@ -150,11 +160,9 @@ async def create_key(request: Request, csrf: Annotated[str, Form(max_length=200)
                      apps: Annotated[list[str] | None, Form()] = None,
                      name: Annotated[str, Form(max_length=200)] = "") -> Response:
     """A new API key: its secret is shown on this page once (the catalog keeps only its hash)."""
-    session = _session(request)
-    if session is None:
-        return _to_login()
-    if not same(csrf, session.csrf):
-        return _forbidden(request)
+    session = _form_session(request, csrf)
+    if not isinstance(session, Session):
+        return session
     mm = request.app.state.mm
     try:
         created = await run_in_threadpool(mm.catalog.keys.create, list(apps or []), name.strip())
@@ -165,11 +173,9 @@ async def create_key(request: Request, csrf: Annotated[str, Form(max_length=200)
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: str, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    session = _session(request)
-    if session is None:
-        return _to_login()
-    if not same(csrf, session.csrf):
-        return _forbidden(request)
+    session = _form_session(request, csrf)
+    if not isinstance(session, Session):
+        return session
     mm = request.app.state.mm
     try:
         await run_in_threadpool(mm.catalog.keys.revoke, key_id)
@@ -260,11 +266,9 @@ async def playground_image(request: Request, app_id: str, image: UploadFile,
                            dataset: Annotated[str | None, Form(max_length=64)] = None,
                            size: Annotated[int, Form()] = 10) -> Response:
     """Search by an uploaded picture: decoded under the same limits as the API's data URIs."""
-    session = _session(request)
-    if session is None:
-        return _to_login()
-    if not same(csrf, session.csrf):
-        return _forbidden(request)
+    session = _form_session(request, csrf)
+    if not isinstance(session, Session):
+        return session
     data = await image.read(MAX_UPLOAD_BYTES + 1)
     size = size if size in PAGE_SIZES else PAGE_SIZES[0]
     try:
