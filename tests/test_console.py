@@ -107,6 +107,18 @@ def test_sign_in_search_see_the_correction_make_and_revoke_a_key_and_sign_out(ap
     assert "12" in row.inner_text() and "shop" in row.inner_text()
     shot(page, tmp_path, "datasets")
 
+    # an import posted to the management API shows up on the jobs page, finished, with its counts
+    posted = api.admin.post("/admin/v1/datasets/books/items", json=[{"id": "b9", "title": "球鞋"}, {"title": "no id"}])
+    assert posted.status_code == 202
+    job_id = posted.json()["job_id"]
+    deadline = time.monotonic() + 30
+    while api.admin.get(f"/admin/v1/jobs/{job_id}").json()["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    page.goto(f"{api.server.url}/console/jobs")
+    job_row = page.get_by_role("row").filter(has_text=job_id).inner_text()
+    assert "succeeded" in job_row and "2/2" in job_row and "books" in job_row
+
     # a key for `shop`: its secret is shown once, it searches, and once revoked it no longer does
     page.goto(f"{api.server.url}/console/keys")
     page.get_by_label("shop", exact=True).check()

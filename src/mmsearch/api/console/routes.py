@@ -139,6 +139,18 @@ async def datasets(request: Request) -> Response:
     return _page(request, "datasets.html", session, datasets=await run_in_threadpool(rows))
 
 
+@router.get("/jobs")
+async def jobs(request: Request) -> Response:
+    """Import jobs, newest first, with their progress and message (a video import says where it is); the page
+    refreshes itself every few seconds while a job runs."""
+    session = _session(request)
+    if session is None:
+        return _to_login()
+    found = await run_in_threadpool(request.app.state.mm.catalog.jobs.list, None, None, 100)
+    running = any(j.status in ("queued", "running") for j in found)
+    return _page(request, "jobs.html", session, jobs=found, running=running)
+
+
 @router.get("/keys")
 async def keys(request: Request) -> Response:
     session = _session(request)
