@@ -187,21 +187,28 @@ class ImageIndexer:
             self.stats.ocr_chars += len(text)
 
     def _read_text(self, images: list[LoadedImage]) -> dict[str, str]:
-        """OCR text by hash: from the cache where an earlier import read the picture, the rest read now (in the
-        reader's process pool when it has `read_many`) and remembered."""
         assert self.ocr is not None
-        texts = self.ocr_cache.get_many([img.sha256 for img in images]) if self.ocr_cache is not None else {}
-        self.stats.ocr_cached += len(texts)
-        pending = [img for img in images if img.sha256 not in texts]
-        if not pending:
-            return texts
-        read_many = getattr(self.ocr, "read_many", None)
-        if read_many is not None:
-            results = read_many([img.image for img in pending])
-        else:
-            results = [self.ocr.read(img.image) for img in pending]
-        fresh = {img.sha256: result.text.strip() for img, result in zip(pending, results, strict=True)}
-        self.stats.ocr_read += len(fresh)
-        if self.ocr_cache is not None:
-            self.ocr_cache.put_many(fresh)
-        return {**texts, **fresh}
+        texts, read = read_texts(self.ocr, self.ocr_cache, {img.sha256: img.image for img in images})
+        self.stats.ocr_cached += len(texts) - read
+        self.stats.ocr_read += read
+        return texts
+
+
+def read_texts(ocr: OcrReader, cache: OcrTextCache | None, pictures: dict[str, Any],
+               upright: bool = False) -> tuple[dict[str, str], int]:
+    """OCR text by picture hash, and how many pictures were read now: from the cache where an earlier import read
+    the picture, the rest read (in the reader's process pool when it has `read_many`; `upright` skips the text
+    direction classifier) and remembered."""
+    texts = cache.get_many(list(pictures)) if cache is not None else {}
+    pending = [h for h in pictures if h not in texts]
+    if not pending:
+        return texts, 0
+    read_many = getattr(ocr, "read_many", None)
+    if read_many is not None:
+        results = read_many([pictures[h] for h in pending], **({"upright": True} if upright else {}))
+    else:
+        results = [ocr.read(pictures[h]) for h in pending]
+    fresh = {h: result.text.strip() for h, result in zip(pending, results, strict=True)}
+    if cache is not None:
+        cache.put_many(fresh)
+    return {**texts, **fresh}, len(fresh)

@@ -30,7 +30,7 @@ import numpy as np
 
 from mmsearch.encoders.base import Encoder
 from mmsearch.errors import MMSearchError
-from mmsearch.ingest.images import OcrReader, OcrTextCache, check_dim, image_refs, short
+from mmsearch.ingest.images import OcrReader, OcrTextCache, check_dim, image_refs, read_texts, short
 from mmsearch.ingest.summarize import Generated, Summarizer, VideoText
 from mmsearch.media.errors import VideoError
 from mmsearch.media.shots import Shot, detect_shots
@@ -328,25 +328,13 @@ class VideoIndexer:
                 out.band_cues.append(Cue(t, t + every, text, "ocr"))
 
     def _read_text(self, pictures: list[Any]) -> list[str]:
-        """OCR text per picture: the cache first (a re-import of the same video decodes the same pixels), then
-        the OCR reader's process pool."""
+        """OCR text per picture, by pixel hash (a re-import of the same video decodes the same pixels, so the OCR
+        cache answers); frames are upright, so no text-direction classifier."""
         assert self.ocr is not None
         hashes = [hashlib.sha256(p.tobytes()).hexdigest() for p in pictures]
-        cached = self.ocr_cache.get_many(hashes) if self.ocr_cache is not None else {}
-        todo = [n for n, h in enumerate(hashes) if h not in cached]
-        if todo:
-            read_many = getattr(self.ocr, "read_many", None)
-            chosen = [pictures[n] for n in todo]
-            # frames are upright: no text-direction classifier (OcrEngine's `upright`)
-            results = (read_many(chosen, upright=True) if read_many is not None
-                       else [self.ocr.read(p) for p in chosen])
-            fresh = {hashes[n]: _lines(r.text) for n, r in zip(todo, results, strict=True)}
-            self.stats.ocr_reads += len(fresh)
-            if self.ocr_cache is not None:
-                self.ocr_cache.put_many(fresh)
-            cached = {**cached, **fresh}
-        return [cached[h] for h in hashes]
-
+        texts, read = read_texts(self.ocr, self.ocr_cache, dict(zip(hashes, pictures, strict=True)), upright=True)
+        self.stats.ocr_reads += read
+        return [_lines(texts[h]) for h in hashes]
 
 def _lines(text: str) -> str:
     """OCR lines of at least two characters: in video frames a lone character is mostly a shape read as one

@@ -82,7 +82,7 @@ def arrow_schema(info: DatasetInfo) -> pa.Schema:
     return pa.schema(cols)
 
 
-def _segments_array(records: list[Record], dim: int, width: int, spans: bool) -> pa.Array:
+def _segments_array(records: list[Record], width: int, spans: bool) -> pa.Array:
     """Each record's segment vectors (or spans) as one list<fixed_size_list> column; a record without is null."""
     parts = [(r.spans if spans else r.segments) for r in records]
     counts = [len(p) if p is not None else 0 for p in parts]
@@ -236,8 +236,8 @@ class LanceStore:
         for f in info.schema.columns:
             data[f"f_{f.name}"] = [r.doc.get(f.name) for r in records]
         if info.type == "video":
-            data["_seg_vec"] = _segments_array(records, dim, dim, spans=False)
-            data["_seg_time"] = _segments_array(records, dim, 2, spans=True)
+            data["_seg_vec"] = _segments_array(records, dim, spans=False)
+            data["_seg_time"] = _segments_array(records, 2, spans=True)
         arrays = [data_vec if name == "_vec" else data[name] if name.startswith("_seg_")
                   else pa.array(data[name], type=schema.field(name).type) for name in schema.names]
         return pa.Table.from_arrays(arrays, schema=schema)

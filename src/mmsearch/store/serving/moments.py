@@ -73,10 +73,6 @@ class MomentVectors:
             return None
         return self.vectors.matrix.view()[first : first + count].astype(np.float32, copy=False)
 
-    def spans_of(self, row: int) -> np.ndarray:
-        first, count = int(self.first.view()[row]), int(self.count.view()[row])
-        return self.times.view()[first : first + count]
-
     def search(self, q: np.ndarray, k: int, rows_alive: np.ndarray, segments: int) -> list[Found]:
         """The best `k` rows inside `rows_alive` by their best segment among the first `segments`, best first.
         Asks the vector index for WIDEN * k segments and widens until k distinct videos are found or no more
