@@ -298,6 +298,13 @@ class MMSearch:
     def get(self, dataset_id: str, ids: list[str]) -> list[dict[str, Any]]:
         return self.store.get(self.dataset(dataset_id), ids)
 
+    def sample(self, dataset_id: str, n: int = 10) -> list[tuple[str, dict[str, Any]]]:
+        """The first `n` items in storage order, with their ids: a look at what a dataset holds."""
+        info = self.dataset(dataset_id)
+        ids = next(iter(self.store.scan(info, ["_id"], batch_rows=max(1, n))), {"_id": []})["_id"][:n]
+        found = self.store.get_many(info, ids)
+        return [(i, found[i]) for i in ids if i in found]
+
     # -- search ---------------------------------------------------------------------------------------
     def options(self) -> SearchOptions:
         s = self.settings

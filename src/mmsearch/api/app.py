@@ -77,6 +77,8 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     def limit_for(path: str) -> int:
         if path.startswith("/admin/") and path.endswith("/items"):
             return settings.max_import_body_bytes
+        if path.startswith("/console/datasets/") and path.endswith("/import"):  # the console's file upload
+            return settings.max_import_body_bytes
         return settings.max_body_bytes
 
     return RequestContext(api, limit_for)

@@ -142,15 +142,19 @@ def _rule(error: Any) -> str:
     return str(error.get("msg", ""))
 
 
-async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """Pydantic's errors, as ours: the first problem names the field and the rule; all are in details."""
-    assert isinstance(exc, RequestValidationError)
-    errs = exc.errors()
+def describe_validation(errs: Any) -> tuple[str, dict[str, str], list[dict[str, str]]]:
+    """Pydantic's errors as (message, first problem, all problems): `field: rule`, the field as a path."""
     details = [{"field": _loc(tuple(e.get("loc", ()))), "rule": _rule(e)} for e in errs]
     first = details[0] if details else {"field": "body", "rule": "invalid request"}
     if errs and errs[0].get("type") == "json_invalid":
         first = {"field": "body", "rule": "body is not valid JSON"}
-    message = f"{first['field']}: {first['rule']}"
+    return f"{first['field']}: {first['rule']}", first, details
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """Pydantic's errors, as ours: the first problem names the field and the rule; all are in details."""
+    assert isinstance(exc, RequestValidationError)
+    message, first, details = describe_validation(exc.errors())
     media = media_type(request.headers.get("content-type"))
     if isinstance(exc.body, bytes | bytearray) and exc.body and media and not is_json_media_type(media):
         # FastAPI parses a body as JSON only when it is declared so (or not declared at all): say that, not

@@ -47,6 +47,9 @@ class Catalog:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
+        for table in Base.metadata.sorted_tables:  # an index added since the catalog was made (create_all skips them)
+            for index in table.indexes:
+                index.create(self.engine, checkfirst=True)
         self.cache = ReadCache()  # applications and datasets on the search path; every write below clears it
         self.apps = Apps(self.engine, self.cache)
         self.keys = Keys(self.engine)

@@ -117,7 +117,7 @@ class JobRow(Base):
 
 class QueryLogRow(Base):
     __tablename__ = "query_log"
-    __table_args__ = (Index("ix_query_log_app_ts", "app_id", "ts"),)
+    __table_args__ = (Index("ix_query_log_app_ts", "app_id", "ts"), Index("ix_query_log_ts", "ts"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

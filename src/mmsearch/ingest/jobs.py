@@ -21,19 +21,20 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from mmsearch.catalog.jobs import TERMINAL, Job
 from mmsearch.catalog.models import utcnow
 from mmsearch.errors import InvalidArgument, MMSearchError, NotFound
 from mmsearch.ingest.importer import MAX_REPORTED_ERRORS, ImportReport, import_items
-from mmsearch.ingest.readers import count_items, read_items
+from mmsearch.ingest.readers import SUFFIXES, count_items, read_items
 from mmsearch.schema.validate import ItemError
 from mmsearch.unicode import scrub
 
@@ -155,6 +156,34 @@ def submit_file(mm: Engine, dataset_id: str, path: Path, worker: str | None = No
     if total is None:
         total = sum(1 for _ in read_items(path, mm.dataset(dataset_id).schema))
     return mm.catalog.jobs.create(dataset_id, str(path), total, kind="file", worker=worker)
+
+
+def submit_upload(mm: Engine, dataset_id: str, filename: str, data: BinaryIO) -> Job:
+    """Stage an uploaded file (jsonl, json, csv or parquet, told by its name) and queue a job for it; the staged
+    copy is removed once the job succeeds. A file that cannot be read at all is refused here, before a job."""
+    mm.dataset(dataset_id)
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InvalidArgument(f"file: {filename!r} is not a supported format; use {', '.join(SUFFIXES)}",
+                              field="file")
+    job_id = secrets.token_hex(8)
+    folder = mm.settings.home / "jobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{job_id}{suffix}"
+    try:
+        with path.open("wb") as fh:
+            shutil.copyfileobj(data, fh, 1 << 20)
+            fh.flush()
+            os.fsync(fh.fileno())
+        total = count_items(path)
+        if total is None:
+            total = sum(1 for _ in read_items(path, mm.dataset(dataset_id).schema))
+        if total == 0:
+            raise InvalidArgument(f"file: {filename!r} holds no items", field="file")
+        return mm.catalog.jobs.create(dataset_id, str(path), total, kind="upload", job_id=job_id)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def merge_reports(total: ImportReport, part: ImportReport) -> None:
@@ -316,7 +345,7 @@ class JobRunner:
         if status:
             jobs.finish(job.id, self.worker, status, message)
         done = jobs.get(job.id)
-        if done.status == "succeeded" and done.kind == "upsert":
+        if done.status == "succeeded" and done.kind in ("upsert", "upload"):
             Path(done.source).unlink(missing_ok=True)  # staged copy no longer needed
         return done
 

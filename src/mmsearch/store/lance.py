@@ -438,6 +438,7 @@ class LanceStore:
             "vectors": self.count_vectors(info),
             "version": table.version,
             "indexes": self._indexes(table),
+            "disk_bytes": _folder_bytes(self.root / f"{info.id}.lance"),
         }
         serving = self.serving.loaded(info.id)
         if serving is not None and serving.view is not None:
@@ -446,6 +447,16 @@ class LanceStore:
                 "ivf": serving.vectors.ivf is not None, "memory_bytes": serving.memory(),
             }
         return out
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (every version Lance keeps until it compacts: what the disk holds)."""
+    total = 0
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            with suppress(OSError):  # a file removed by a concurrent cleanup
+                total += os.stat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 def _write_probe(folder: Path) -> None:

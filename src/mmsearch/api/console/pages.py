@@ -22,7 +22,8 @@ CSRF_HEADER = "X-CSRF-Token"  # htmx requests send the session's token in this h
 
 # script-src 'self' keeps inline scripts and handlers out: the console's own JS is static/console.js and htmx
 # (vendored). Pictures of results may live anywhere the dataset points (http/https) or be data URIs.
-CSP = ("default-src 'self'; img-src 'self' data: blob: http: https:; style-src 'self'; script-src 'self'; "
+CSP = ("default-src 'self'; img-src 'self' data: blob: http: https:; media-src 'self' http: https:; "
+       "style-src 'self'; script-src 'self'; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 HEADERS = {"Cache-Control": "no-store", "Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "same-origin"}

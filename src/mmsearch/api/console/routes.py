@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from mmsearch.api.console import apps, datasets, jobs, keys, login, media, playground
+from mmsearch.api.console import apps, datasets, iqs, jobs, keys, login, media, playground, querylog
 from mmsearch.api.console.pages import HERE
 
 router = APIRouter(include_in_schema=False)
-for module in (login, apps, datasets, jobs, keys, playground, media):
+for module in (login, apps, datasets, jobs, keys, playground, iqs, querylog, media):
     router.include_router(module.router)
 
 __all__ = ["HERE", "router"]
