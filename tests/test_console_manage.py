@@ -266,3 +266,47 @@ def test_console_pages_carry_a_strict_content_security_policy(served):
         assert "script-src 'self'" in r.headers["content-security-policy"]
         assert "onclick=" not in r.text and "<script>" not in r.text  # no inline script the policy would block
         assert Path(__file__).parent.parent.joinpath("src/mmsearch/api/console/static/htmx-LICENSE.txt").exists()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])
+def test_csv_parquet_and_json_files_import_through_the_upload(served, tmp_path, suffix):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from api_fixtures import wait_job
+
+    api, _ = served
+    rows = [{"item_id": f"u{suffix[1:]}{n}", "title": f"上传 {suffix} 商品 {n}", "status": n} for n in range(3)]
+    path = tmp_path / f"items{suffix}"
+    if suffix == ".csv":
+        path.write_text("item_id,title,status\n" + "".join(f"{r['item_id']},{r['title']},{r['status']}\n"
+                                                           for r in rows), encoding="utf-8")
+    elif suffix == ".parquet":
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    value, session = Sessions(ADMIN).issue()
+    with httpx.Client(base_url=api.server.url, cookies={COOKIE: value}, follow_redirects=False) as client:
+        r = client.post("/console/datasets/products/import", data={"csrf": session.csrf},
+                        files={"file": (path.name, path.read_bytes())})
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/jobs/")
+        job = wait_job(api.admin, r.headers["location"].rsplit("/", 1)[1])
+    assert job["status"] == "succeeded" and job["progress"]["imported"] == 3, job
+    assert not list((api.mm.settings.home / "jobs").glob(f"{job['job_id']}*"))  # the staged copy is gone
+    assert api.mm.get("products", [rows[2]["item_id"]])[0]["status"] == 2
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("items.txt", b"{}", "is not a supported format"),
+    ("empty.jsonl", b"", "holds no items"),
+    ("broken.json", b"[{\"item_id\": ", "invalid JSON"),
+])
+def test_an_upload_that_cannot_be_read_is_refused_on_the_page(served, name, content, message):
+    api, _ = served
+    before = len(api.mm.catalog.jobs.list(None, None, 1000))
+    value, session = Sessions(ADMIN).issue()
+    with httpx.Client(base_url=api.server.url, cookies={COOKIE: value}) as client:
+        r = client.post("/console/datasets/products/import", data={"csrf": session.csrf},
+                        files={"file": (name, content)})
+    assert r.status_code == 400 and message in r.text, r.text[-2000:]
+    assert len(api.mm.catalog.jobs.list(None, None, 1000)) == before  # no job for it

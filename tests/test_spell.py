@@ -159,6 +159,14 @@ def test_latin_short_words_allow_one_edit_only() -> None:
     assert spell({"sneakers": 5}).correct("snaekrs") == "sneakers"  # two edits are fine for seven
 
 
+def test_common_english_words_are_meant_not_typos() -> None:
+    catalogue = spell({"nike": 50, "blue": 20, "lamp": 5})
+    assert catalogue.correct("nothing like this") == ""  # `like` is one edit from `nike`, and a word
+    assert catalogue.correct("bike") == ""
+    assert catalogue.correct("blu lamb") == "blue lamp"  # rarer words (2 and 6.5 million) still are typos
+    assert catalogue.correct("nkie") == "nike"
+
+
 def test_chinese_prefers_the_more_frequent_homophone() -> None:
     assert spell({"三体": 9, "三提": 1}).correct("三题") == "三体"
     assert spell({"三体": 1, "三提": 9}).correct("三题") == "三提"

@@ -7,7 +7,9 @@ caller builds it once per dataset version and caches the SpellCorrector built fr
 Latin words (letter runs of 3+ letters not in the vocabulary) are looked up with symspellpy: the
 nearest vocabulary word wins, ties go to the more frequent word; words of 3-4 letters allow 1 edit,
 longer words `max_edit_distance`. Digit runs and 1-2 letter words are never touched, nor is a word whose
-stem (text.search_term) is a vocabulary word's stem: `shoes` is an inflection of `shoe`, not a typo.
+stem (text.search_term) is a vocabulary word's stem: `shoes` is an inflection of `shoe`, not a typo, nor a
+common English word (count >= 10 million in symspellpy's English frequency dictionary): `like` is not a typo
+of a catalogue's `nike`, nor `bike` of it, while `blu` (2 million) still becomes `blue`.
 
 Chinese runs are segmented by a small dynamic programme over characters. A piece is a vocabulary
 word of 2+ characters (cost 0), a lone character (0.75 when it is a vocabulary word, else 1), or a
@@ -56,6 +58,8 @@ _MAX_PER_SOUND = 32  # most frequent vocabulary words kept per toneless pinyin
 # replaced; a rare one (蓝球 4, 剧集 3, 运功 3) only by an exact homophone 10x as common there (篮球 634),
 # never by a near-homophone (剧集 -> 募集, and so 运功 -> 运动 too: 运功鞋 needs 运动鞋 in the vocabulary)
 _COMMON_WORD_FREQ = 20
+# the Latin counterpart: an English word this common (Google n-gram counts, symspellpy's dictionary) is meant
+_COMMON_ENGLISH_COUNT = 10_000_000
 _RARE_WORD_RATIO = 10
 # Segmentation costs: a vocabulary word of 2+ characters is free, a lone character is not (less so when
 # it is a vocabulary word itself); a replacement costs per changed character, less than the lone
@@ -88,6 +92,16 @@ def merge_vocabularies(vocabs: Iterable[Vocabulary]) -> Vocabulary:
     for vocab in vocabs:
         counts.update(vocab.words)
     return Vocabulary(dict(counts))
+
+
+@lru_cache(maxsize=1)
+def common_english() -> frozenset[str]:
+    """English words too common to be typos (read once from the dictionary symspellpy ships, ~80 ms)."""
+    import importlib.resources
+
+    text = (importlib.resources.files("symspellpy") / "frequency_dictionary_en_82_765.txt").read_text("utf-8")
+    pairs = (line.split() for line in text.splitlines())
+    return frozenset(p[0] for p in pairs if len(p) == 2 and int(p[1]) >= _COMMON_ENGLISH_COUNT)
 
 
 @lru_cache(maxsize=8192)
@@ -189,6 +203,8 @@ class SpellCorrector:
     def _correct_latin(self, typed: str) -> str | None:
         word = normalize(typed)
         if len(word) < _LATIN_MIN or word in self._words or search_term(word) in self._stems:
+            return None
+        if word in common_english():
             return None
         distance = min(self._max_edit_distance, 1) if len(word) <= 4 else self._max_edit_distance
         # CLOSEST: the suggestions at the smallest distance, most frequent first
