@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean sysdeps
+.PHONY: run test lint bench clean sysdeps axe
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mmsearch needs Python >= 3.11")'
@@ -50,7 +50,19 @@ $(SDK171)/.done: $(DEV_STAMP)
 	$(BIN)/pip install --quiet --target $(SDK171) alibabacloud_iqs20241111==1.7.1
 	@touch $@
 
-test: sysdeps $(DEV_STAMP) lint $(SDK171)/.done
+# axe-core, the accessibility rules tests/test_console_a11y.py runs in Chromium: a test tool, fetched pinned from the
+# npm registry (its integrity hash checked; no npm needed) into build/axe, never into src/.
+AXE_VERSION := 4.14.1
+AXE_INTEGRITY := sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==
+AXE := build/axe/.axe-core-$(AXE_VERSION)
+$(AXE): $(BIN)/python
+	rm -rf build/axe
+	$(BIN)/python tests/tools/fetch_npm.py axe-core $(AXE_VERSION) $(AXE_INTEGRITY) build/axe axe.min.js LICENSE
+	@touch $@
+
+axe: $(AXE)
+
+test: sysdeps $(DEV_STAMP) lint $(SDK171)/.done $(AXE)
 	$(BIN)/pytest -q
 
 # The bench extra adds the floor's engines (tantivy, faiss-cpu) that bench/engine.py compares against.

@@ -140,3 +140,6 @@ def every_item(engine: MMSearch, dataset: str, filter: Any = None, **request: An
 
 def oracle(items: Iterable[dict[str, Any]], pred: Callable[[dict[str, Any]], bool]) -> set[str]:
     return {it["item_id"] for it in items if pred(it)}
+
+
+from console_browser import browser  # noqa: E402, F401  (the console tests' Chromium fixture)

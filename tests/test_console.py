@@ -8,19 +8,16 @@ page go to the test's output folder (and to MMSEARCH_CONSOLE_SHOTS when set: the
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
 
 from api_fixtures import ADMIN, Api, start, stop
+from console_browser import shot
 from mmsearch.api.console.session import COOKIE, Sessions
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BOOKS = [
     {"id": "b1", "title": "三体 刘慈欣 科幻小说"},
     {"id": "s1", "title": "轻便网面 跑步运动鞋"},
@@ -38,25 +35,6 @@ def api(tmp_path_factory, product_items) -> Api:
     yield a
     stop(a)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def shot(page, tmp_path: Path, name: str) -> None:
-    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-    extra = os.environ.get("MMSEARCH_CONSOLE_SHOTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=True)
 
 
 def test_sign_in_search_see_the_correction_make_and_revoke_a_key_and_sign_out(api: Api, browser, tmp_path):

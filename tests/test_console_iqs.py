@@ -9,12 +9,9 @@ recharges, a sub-key and a revocation. The pictures are served from loopback so 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,12 +20,12 @@ import pytest
 from PIL import Image
 
 from api_fixtures import ADMIN, Api, start, stop
+from console_browser import shot
 from mmsearch.api.console.iqs import EMPTY_QUERY
 from mmsearch.api.console.session import COOKIE, Sessions
 from mmsearch.ingest.web.corpus import CorpusConfig, WebCorpus
 from mmsearch.ingest.web.types import WebImage
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SITES = ["www.a.com", "news.a.com", "b.cn", "c.org"]
 LIONS = 10  # pictures titled 狮子 (lion); two more are elephants
 
@@ -86,25 +83,6 @@ def api(tmp_path_factory, pictures) -> Iterator[Api]:
     yield a
     stop(a)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def shot(page, tmp_path: Path, name: str) -> None:
-    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
-    extra = os.environ.get("MMSEARCH_CONSOLE_SHOTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(extra) / f"{name}.png"), full_page=True)
 
 
 def sign_in(browser, api: Api, height: int = 900):

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 
 from api_fixtures import ADMIN, Api, start, stop
+from console_browser import shot
 from mmsearch.api.console.session import COOKIE, Sessions
-from test_console import CHROMIUM, shot
 from videos import Scene, make_video
 
 COLORS = {"red": (220, 30, 30), "blue": (30, 40, 220), "green": (30, 180, 60)}
@@ -44,17 +44,6 @@ def served(tmp_path_factory, product_items):
     yield a, root
     stop(a)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def signed_in(browser, api: Api):
@@ -187,6 +176,28 @@ def test_build_a_search_service_from_nothing_in_the_browser(served, browser, tmp
     assert page.locator("li.hit").count() == 4
     assert sorted(page.locator("li.hit p.muted").all_inner_texts()[:2]) == ["r1", "r2"]  # its own picture first
     shot(page, tmp_path, "playground-picture")
+
+    # ...and one chosen with the file input; then a typo, corrected by the application's spelling
+    page.get_by_role("button", name="Remove the picture").click()
+    assert page.locator("img.preview").count() == 0
+    with page.expect_navigation():
+        page.get_by_label("Or search by a picture").set_input_files(str(root / "blue.png"))
+    assert "for the picture blue.png" in page.locator("main").inner_text()
+    assert page.locator("li.hit p.muted").first.inner_text() == "b1"
+    page.goto(f"{url}/console/apps/store")
+    page.get_by_label("Query").fill("运功鞋")
+    page.get_by_role("button", name="Search", exact=True).click()
+    assert "Showing results for 运动鞋" in page.get_by_role("status").inner_text()
+    assert page.locator("li.hit p.muted").first.inner_text() == "b1"
+
+    # the key is revoked, then the session ends
+    key_id = next(k.id for k in api.mm.catalog.keys.list() if k.access_key_id == ak)
+    page.goto(f"{url}/console/keys")
+    page.get_by_role("button", name=f"Revoke {key_id}").click()
+    assert "revoked" in page.get_by_role("row").filter(has_text=key_id).inner_text()
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{url}/console/datasets/catalog")
+    assert page.url.endswith("/console/login")
     page.context.close()
 
 
@@ -211,6 +222,7 @@ def test_video_results_show_keyframes_at_their_moments(served, browser, tmp_path
     frame = page.locator("li.hit img").first
     assert "/console/frame?" in frame.get_attribute("src")
     frame.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=frame.element_handle())
     pixel = frame.evaluate("""img => { const c = document.createElement('canvas'); c.width = c.height = 1;
         const g = c.getContext('2d'); g.drawImage(img, 0, 0, 1, 1);
         return Array.from(g.getImageData(0, 0, 1, 1).data); }""")

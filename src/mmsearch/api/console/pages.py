@@ -18,6 +18,8 @@ from mmsearch.api.console.session import COOKIE, PATH, Session, Sessions, same
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+# `tojson` (a result's display fields) writes Chinese as itself, not as \uXXXX escapes; <, >, & and ' stay escaped
+templates.env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
 CSRF_HEADER = "X-CSRF-Token"  # htmx requests send the session's token in this header (base.html sets it)
 
 # script-src 'self' keeps inline scripts and handlers out: the console's own JS is static/console.js and htmx
