@@ -322,3 +322,31 @@ def test_an_upload_that_cannot_be_read_is_refused_on_the_page(served, name, cont
                         files={"file": (name, content)})
     assert r.status_code == 400 and message in r.text, r.text[-2000:]
     assert len(api.mm.catalog.jobs.list(None, None, 1000)) == before  # no job for it
+
+
+def test_a_dropped_picture_is_searched_and_the_location_effect_is_shown(served, browser, tmp_path):
+    api, root = served
+    api.mm.catalog.apps.create("nearby", ["products"], {"location": {"field": "location", "radius_km": 50}})
+    page = signed_in(browser, api)
+    page.goto(f"{api.server.url}/console/apps/nearby")
+    with page.expect_navigation():
+        page.evaluate("""async (ref) => {
+            const blob = await (await fetch("/console/media?ref=" + encodeURIComponent(ref))).blob();
+            const data = new DataTransfer(); data.items.add(new File([blob], "green.png", {type: "image/png"}));
+            document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+        }""", str(root / "green.png"))
+    assert "for the picture green.png" in page.locator("main").inner_text()
+
+    page.goto(f"{api.server.url}/console/apps/nearby")
+    page.get_by_label("Query").fill("running shoe")
+    page.get_by_text("Filter, sort, location and user").click()
+    page.get_by_label("Latitude").fill("31.23")
+    page.get_by_label("Longitude").fill("121.47")
+    page.get_by_role("button", name="Search", exact=True).click()
+    first = page.locator("li.hit").first
+    assert first.locator("p.muted").inner_text() == "p01"  # the shoe at that very place
+    effect = first.locator("dt", has_text="location").locator("xpath=following-sibling::dd[1]").inner_text()
+    assert "+0.300" in effect and "0.0 km" in effect  # the full boost of the app's weight, at no distance
+    assert "'latitude': '31.23'" in page.locator("#python").inner_text()
+    shot(page, tmp_path, "playground-location")
+    page.context.close()
