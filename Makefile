@@ -37,6 +37,12 @@ sysdeps:
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
 	  else echo "note: install chromium (Debian) for the console's browser tests"; fi; \
 	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }; \
+	  else echo "note: install postgresql (Debian) for the catalog's PostgreSQL tests"; fi; \
+	fi
 
 run: $(RUN_STAMP)
 	$(BIN)/mmsearch quickstart

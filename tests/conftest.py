@@ -143,3 +143,4 @@ def oracle(items: Iterable[dict[str, Any]], pred: Callable[[dict[str, Any]], boo
 
 
 from console_browser import browser  # noqa: E402, F401  (the console tests' Chromium fixture)
+from postgres import postgres_server  # noqa: E402, F401  (a throwaway PostgreSQL for the catalog tests)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
+import postgres
 from mmsearch.catalog import Catalog
 from mmsearch.catalog.accounts import (
     ARREARS,
@@ -48,9 +49,12 @@ class Clock:
         self.mono += seconds
 
 
-@pytest.fixture
-def catalog(tmp_path: Path) -> Catalog:
-    return Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request, tmp_path: Path) -> Catalog:
+    """Every account test on both catalogs: the concurrent charging tests too (row locks on PostgreSQL)."""
+    if request.param == "sqlite":
+        return Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    return Catalog(postgres.database(request.getfixturevalue("postgres_server")))
 
 
 @pytest.fixture

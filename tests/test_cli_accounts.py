@@ -31,7 +31,7 @@ def cli(tmp_path: Path):
 
 
 def catalog(cli) -> Catalog:
-    return Catalog(Settings(home=cli.home).catalog_url)
+    return Catalog(Settings(home=cli.home).catalog_dsn)
 
 
 def code(fn, *args) -> str:

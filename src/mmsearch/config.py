@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CLIP_MODEL = "immich-app/XLM-Roberta-Large-Vit-B-16Plus"  # see docs/models.md
@@ -17,6 +17,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MMSEARCH_", extra="ignore")
 
     home: Path = Field(default=Path("./mmsearch-data"), description="data directory (tables, catalog)")
+    catalog_url: str = Field(
+        default="", description="the catalog database: empty = SQLite in HOME; postgresql+psycopg://user:pw@host/db "
+        "for one catalog shared by several server and worker processes"
+    )
     recall_size: int = Field(default=200, ge=1, le=10_000, description="candidates per recall channel")
     text_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the text channel")
     vlm_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the vlm channel")
@@ -115,9 +119,19 @@ class Settings(BaseSettings):
         both = f"{self.image_roots}{os.pathsep}{self.media_roots}"
         return [Path(p) for p in both.split(os.pathsep) if p.strip()]
 
+    @field_validator("catalog_url")
+    @classmethod
+    def _catalog_url(cls, v: str) -> str:
+        v = v.strip()
+        if v and not v.startswith(("sqlite:///", "postgresql+psycopg://", "postgresql://")):
+            raise ValueError("MMSEARCH_CATALOG_URL: use postgresql+psycopg://user:password@host:5432/database "
+                             "(or sqlite:///path); empty means SQLite in MMSEARCH_HOME")
+        return v.replace("postgresql://", "postgresql+psycopg://", 1) if v.startswith("postgresql://") else v
+
     @property
-    def catalog_url(self) -> str:
-        return f"sqlite:///{(self.home / 'catalog.sqlite3').resolve()}"
+    def catalog_dsn(self) -> str:
+        """The catalog's SQLAlchemy URL: MMSEARCH_CATALOG_URL, or SQLite in HOME."""
+        return self.catalog_url or f"sqlite:///{(self.home / 'catalog.sqlite3').resolve()}"
 
     @property
     def tables_dir(self) -> Path:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, DateTime, Engine, ForeignKey, Integer, String, insert, select, update
+from sqlalchemy import BigInteger, Boolean, DateTime, Engine, ForeignKey, Integer, String, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -100,7 +100,7 @@ class AccountRow(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     plan: Mapped[str] = mapped_column(String(8))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    credits: Mapped[int] = mapped_column(Integer, default=0)  # paid balance, in queries
+    credits: Mapped[int] = mapped_column(BigInteger, default=0)  # paid balance, in queries (up to MAX_CREDITS)
     qps: Mapped[int] = mapped_column(Integer, default=DEFAULT_QPS)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # trial age counts from it
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

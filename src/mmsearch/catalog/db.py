@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 over SQLite by default; only portable SQL, so PostgreSQL can take its place."""
+"""SQLAlchemy 2 over SQLite by default, or PostgreSQL (MMSEARCH_CATALOG_URL); only portable SQL, and the schema
+kept by Alembic migrations (migrate.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from mmsearch.catalog.apps import Apps
 from mmsearch.catalog.cache import ReadCache
 from mmsearch.catalog.jobs import Jobs
 from mmsearch.catalog.keys import Keys
-from mmsearch.catalog.models import Base, DatasetRow, require
+from mmsearch.catalog.migrate import migrate
+from mmsearch.catalog.models import DatasetRow, require
 from mmsearch.catalog.querylog import QueryLog
 from mmsearch.errors import AlreadyExists
 from mmsearch.home import create_private_file, make_home
@@ -43,13 +45,12 @@ class Catalog:
         if path and path != ":memory:":  # it holds secrets: its folder 0700 if new, the file (and its WAL) 0600
             make_home(Path(path).parent)
             create_private_file(Path(path))
-        self.engine = create_engine(url)
-        if self.engine.dialect.name == "sqlite":
+        if url.startswith("sqlite"):
+            self.engine = create_engine(url)
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
-        for table in Base.metadata.sorted_tables:  # an index added since the catalog was made (create_all skips them)
-            for index in table.indexes:
-                index.create(self.engine, checkfirst=True)
+        else:  # a server: connections checked before use (it may have restarted), enough of them for the threads
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        migrate(self.engine)
         self.cache = ReadCache()  # applications and datasets on the search path; every write below clears it
         self.apps = Apps(self.engine, self.cache)
         self.keys = Keys(self.engine)

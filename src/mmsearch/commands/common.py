@@ -72,7 +72,7 @@ def catalog() -> Catalog:
 
         settings = cli_settings()
         make_home(settings.home)  # 0700 when we create it, as the engine does: the catalog holds secrets
-        _state["catalog"] = Catalog(settings.catalog_url)
+        _state["catalog"] = Catalog(settings.catalog_dsn)
     return _state["catalog"]
 
 
