@@ -86,14 +86,22 @@ def test_a_catalog_at_the_first_revision_is_upgraded_keeping_its_rows(url: str):
 def test_a_catalog_made_before_migrations_is_stamped_and_upgraded(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
     engine = create_engine(url)
-    Base.metadata.create_all(engine)  # as the code before migrations made it: no ts index yet
+    Base.metadata.create_all(engine)  # as the code before migrations made it: no ts index, no shared state yet
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX ix_query_log_ts"))
+        conn.execute(text("DROP TABLE throttle_windows"))
+        conn.execute(text("DROP TABLE replay_guard"))
+        conn.execute(text("DROP TABLE web_image_looks"))  # the corpus made these on first use: one was made
+        conn.execute(text("DROP INDEX ix_web_image_hashes_b3"))
         conn.execute(text("INSERT INTO datasets (id, type, schema_json, vector_dim, created_at) "
                           "VALUES ('kept', 'image_text', '{\"fields\": []}', 8, '2026-01-01 00:00:00')"))
     catalog = Catalog(url)
     assert revision(catalog.engine) == SCHEMA_REVISION
     assert "ix_query_log_ts" in {ix["name"] for ix in inspect(catalog.engine).get_indexes("query_log")}
+    assert "ix_web_image_hashes_b3" in {ix["name"] for ix in inspect(catalog.engine).get_indexes("web_image_hashes")}
+    with catalog.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == [], diff
     with catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM datasets")).scalars().all() == ["kept"]
 

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
         default="", description="the catalog database: empty = SQLite in HOME; postgresql+psycopg://user:pw@host/db "
         "for one catalog shared by several server and worker processes"
     )
+    shared_state: str = Field(
+        default="auto", pattern="^(auto|memory|catalog)$", description="where throttling and replay checks count: "
+        "'memory' (one process), 'catalog' (every process on the catalog together), 'auto' = catalog on PostgreSQL"
+    )
     recall_size: int = Field(default=200, ge=1, le=10_000, description="candidates per recall channel")
     text_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the text channel")
     vlm_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the vlm channel")
@@ -127,6 +131,12 @@ class Settings(BaseSettings):
             raise ValueError("MMSEARCH_CATALOG_URL: use postgresql+psycopg://user:password@host:5432/database "
                              "(or sqlite:///path); empty means SQLite in MMSEARCH_HOME")
         return v.replace("postgresql://", "postgresql+psycopg://", 1) if v.startswith("postgresql://") else v
+
+    @property
+    def shares_state(self) -> bool:
+        """Whether processes share this catalog, so throttling and replay checks must count in it."""
+        on_postgres = self.catalog_url.startswith("postgres")
+        return self.shared_state == "catalog" or (self.shared_state == "auto" and on_postgres)
 
     @property
     def catalog_dsn(self) -> str:

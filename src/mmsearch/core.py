@@ -68,7 +68,7 @@ class MMSearch:
         self._summarizer: Summarizer | None = None
         self._lock = threading.Lock()
         make_home(self.settings.home)  # 0700 when we create it: the catalog holds secrets
-        self.catalog = Catalog(self.settings.catalog_dsn)
+        self.catalog = Catalog(self.settings.catalog_dsn, shared=self.settings.shares_state)
         self.store = LanceStore(self.settings.tables_dir, AnnConfig(min_rows=self.settings.ann_min_rows))
         self._spell: Any = None
         set_decode_limit(self.settings.max_concurrent_decodes)  # one gate per process, shared by engines

@@ -78,6 +78,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mmsearch.api.signing import (
+    Remembers,
     ReplayGuard,
     SignatureError,
     SignedRequest,
@@ -279,7 +280,7 @@ def verify_acs3(
     *,
     now: datetime | None = None,
     max_skew_s: int = 900,
-    nonces: ReplayGuard | None = None,
+    nonces: Remembers | None = None,
 ) -> str:
     """Verify `req`'s ACS3-HMAC-SHA256 signature; return the access key id or raise :class:`Acs3Error`.
 

@@ -26,6 +26,14 @@ from mmsearch.errors import MMSearchError
 from mmsearch.ingest.jobs import JobRunner
 
 
+def worker_app() -> Any:
+    """The app of one of `serve --workers N`'s processes (uvicorn calls this factory in each): settings from
+    the environment the parent set, import jobs unless MMSEARCH_SERVE_JOBS=false."""
+    import os
+
+    return create_app(MMSearch(), run_jobs=os.environ.get("MMSEARCH_SERVE_JOBS", "true") != "false")
+
+
 def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     """The ASGI app. `run_jobs=False` leaves import jobs to another process (e.g. a dedicated worker)."""
     mm = mm or MMSearch()

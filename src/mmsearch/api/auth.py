@@ -19,6 +19,7 @@ from mmsearch.api.errors import ApiError
 from mmsearch.api.signing import ReplayGuard, from_asgi_scope, is_volc_signed, verify_v4
 from mmsearch.catalog.accounts import NOT_FOUND, AccountKey, Charge, IqsError
 from mmsearch.catalog.keys import ApiKey
+from mmsearch.catalog.shared import SharedReplayGuard
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
 from mmsearch.home import make_home
@@ -79,12 +80,17 @@ class KeyCache:
         return found
 
 
+def replay_guard(mm: MMSearch) -> ReplayGuard | SharedReplayGuard:
+    """In memory for one process; in the catalog when processes share it (a signature used on one is used)."""
+    return SharedReplayGuard(mm.catalog.engine) if mm.catalog.shared else ReplayGuard()
+
+
 class Authenticator:
     def __init__(self, mm: MMSearch) -> None:
         self.mm = mm
         self.settings = mm.settings
         self.keys = KeyCache(mm)
-        self.replay = ReplayGuard()
+        self.replay = replay_guard(mm)
         self._admin = admin_token(self.settings)
 
     def admin(self, request: Request) -> None:
@@ -137,7 +143,7 @@ class IqsAuth:
     def __init__(self, mm: MMSearch) -> None:
         self.accounts = mm.catalog.accounts
         self.settings = mm.settings
-        self.nonces = ReplayGuard()  # ACS3 nonces: the same guard as V4 signatures
+        self.nonces = replay_guard(mm)  # ACS3 nonces: the same guard as V4 signatures
 
     def authenticate(self, request: Request, raw: bytes) -> AccountKey:
         headers = request.headers

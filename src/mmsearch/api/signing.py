@@ -60,7 +60,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote
 
 from mmsearch.errors import MMSearchError
@@ -269,6 +269,12 @@ def canonical_request(req: SignedRequest, signed_headers: list[str], body_hash: 
 # --------------------------------------------------------------------------- replay protection
 
 
+class Remembers(Protocol):
+    """A replay guard: this module's in-memory `ReplayGuard`, or `catalog.shared.SharedReplayGuard`."""
+
+    def remember(self, key: str, *, expires_at: float, now: float) -> bool: ...
+
+
 class ReplayGuard:
     """Remembers accepted signatures until their X-Date leaves the skew window.
 
@@ -406,7 +412,7 @@ def check_skew(signed_at: datetime, now: datetime | None, max_skew_s: int,
     return now
 
 
-def accept_once(guard: ReplayGuard | None, key: str, signed_at: datetime, now: datetime, max_skew_s: int,
+def accept_once(guard: Remembers | None, key: str, signed_at: datetime, now: datetime, max_skew_s: int,
                 replayed: SignatureError) -> None:
     """Record a verified signature (or nonce) until it leaves the skew window; `replayed` if it was seen."""
     if guard is None:
@@ -436,7 +442,7 @@ def verify_v4(
     region: str,
     now: datetime | None = None,
     max_skew_s: int = 900,
-    replay: ReplayGuard | None = None,
+    replay: Remembers | None = None,
 ) -> VerifiedCaller:
     """Verify `req`'s V4 signature; return the caller or raise :class:`SignatureError`.
 

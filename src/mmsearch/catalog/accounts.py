@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mmsearch.catalog.models import Base, aware, utcnow
+from mmsearch.catalog.shared import SharedRateLimiter
 from mmsearch.errors import AlreadyExists, InvalidArgument, MMSearchError, NotFound
 
 Plan = Literal["trial", "paid"]
@@ -298,13 +299,14 @@ class Accounts:
 
     def __init__(
         self, engine: Engine, *, now: Callable[[], datetime] = utcnow, clock: Callable[[], float] = time.monotonic,
-        trial_days: int = TRIAL_DAYS, trial_daily_limit: int = TRIAL_QUERIES_PER_DAY,
+        trial_days: int = TRIAL_DAYS, trial_daily_limit: int = TRIAL_QUERIES_PER_DAY, shared: bool = False,
     ) -> None:
         self.engine = engine
         self.now = now
         self.trial_days = trial_days
         self.trial_daily_limit = trial_daily_limit
-        self.limiter = RateLimiter(clock)
+        # shared: processes on one catalog count each key's queries together (catalog/shared.py)
+        self.limiter: RateLimiter | SharedRateLimiter = SharedRateLimiter(engine) if shared else RateLimiter(clock)
 
     # -- management ---------------------------------------------------------------------------------------
 

@@ -40,7 +40,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Catalog:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, shared: bool = False) -> None:
+        """`shared`: several processes use this catalog at once; throttling and replay checks count in it."""
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else ""
         if path and path != ":memory:":  # it holds secrets: its folder 0700 if new, the file (and its WAL) 0600
             make_home(Path(path).parent)
@@ -54,7 +55,8 @@ class Catalog:
         self.cache = ReadCache()  # applications and datasets on the search path; every write below clears it
         self.apps = Apps(self.engine, self.cache)
         self.keys = Keys(self.engine)
-        self.accounts = Accounts(self.engine)
+        self.shared = shared
+        self.accounts = Accounts(self.engine, shared=shared)
         self.jobs = Jobs(self.engine)
         self.query_log = QueryLog(self.engine)
 

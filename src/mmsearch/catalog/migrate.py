@@ -22,8 +22,10 @@ from mmsearch.catalog import accounts as _accounts  # noqa: F401  (its tables jo
 from mmsearch.catalog.models import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0004"
 BASELINE = "0001"
+BASELINE_TABLES = ("accounts", "api_keys", "applications", "datasets", "jobs", "query_log", "account_keys",
+                   "account_usage", "api_key_applications", "application_datasets")
 _LOCK_ID = 7_270_736_900  # pg_advisory_lock key: "mmsearch catalog migration"
 
 
@@ -82,8 +84,10 @@ def _upgrade(engine: Engine) -> None:
         config.attributes["connection"] = conn
         found = inspect(conn)
         if not found.has_table("alembic_version") and found.has_table("datasets"):
-            Base.metadata.create_all(conn)  # tables the catalog lacks; then its missing indexes
-            for table in Base.metadata.sorted_tables:
+            # what the baseline has and this catalog lacks (a table or index added before migrations existed)
+            tables = [Base.metadata.tables[name] for name in BASELINE_TABLES]
+            Base.metadata.create_all(conn, tables=tables)
+            for table in tables:
                 for index in table.indexes:
                     index.create(conn, checkfirst=True)
             command.stamp(config, BASELINE)

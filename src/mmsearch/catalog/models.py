@@ -132,3 +132,61 @@ class QueryLogRow(Base):
     total_items: Mapped[int] = mapped_column(Integer)
     result_count: Mapped[int] = mapped_column(Integer)
     status: Mapped[int] = mapped_column(Integer, default=200)
+
+
+class ThrottleRow(Base):
+    """Queries a key made in one second, for processes sharing a catalog (catalog/shared.py)."""
+
+    __tablename__ = "throttle_windows"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch second
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReplayRow(Base):
+    """A signed request (or nonce) already accepted, until it leaves the clock-skew window (catalog/shared.py)."""
+
+    __tablename__ = "replay_guard"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of access key + signature or nonce
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # epoch seconds
+
+
+BANDS = 8  # a web image's perceptual hash in 8 bands of 8 bits: exact band matches find every hash within 7 bits
+
+
+class WebImageHashRow(Base):
+    """One distinct image content seen in a web dataset, and the item it belongs to (ingest/web/corpus.py)."""
+
+    __tablename__ = "web_image_hashes"
+
+    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64), index=True)
+    phash: Mapped[str] = mapped_column(String(16))
+    b0: Mapped[int] = mapped_column(Integer)
+    b1: Mapped[int] = mapped_column(Integer)
+    b2: Mapped[int] = mapped_column(Integer)
+    b3: Mapped[int] = mapped_column(Integer)
+    b4: Mapped[int] = mapped_column(Integer)
+    b5: Mapped[int] = mapped_column(Integer)
+    b6: Mapped[int] = mapped_column(Integer)
+    b7: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = tuple(Index(f"ix_web_image_hashes_b{i}", "dataset_id", f"b{i}") for i in range(BANDS))
+
+
+class WebImageLookRow(Base):
+    """The shape and mean colour of one distinct image content (beside its hash row): what a near-duplicate
+    must share besides a close perceptual hash. Rows imported before it existed have none, and are compared by
+    hash alone."""
+
+    __tablename__ = "web_image_looks"
+
+    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    aspect: Mapped[float] = mapped_column(Float)
+    red: Mapped[float] = mapped_column(Float)
+    green: Mapped[float] = mapped_column(Float)
+    blue: Mapped[float] = mapped_column(Float)

@@ -72,7 +72,7 @@ def catalog() -> Catalog:
 
         settings = cli_settings()
         make_home(settings.home)  # 0700 when we create it, as the engine does: the catalog holds secrets
-        _state["catalog"] = Catalog(settings.catalog_dsn)
+        _state["catalog"] = Catalog(settings.catalog_dsn, shared=settings.shares_state)
     return _state["catalog"]
 
 

@@ -37,14 +37,28 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def run_server(mm: MMSearch, host: str, port: int, log_level: str = "info", jobs: bool = True) -> None:
+def run_server(mm: MMSearch, host: str, port: int, log_level: str = "info", jobs: bool = True,
+               workers: int = 1) -> None:
+    import os
+
     import uvicorn
 
     from mmsearch.api.app import create_app
     from mmsearch.api.auth import admin_token
 
     admin_token(mm.settings)  # generated (and printed) before the first request, not during it
-    uvicorn.run(create_app(mm, run_jobs=jobs), host=host, port=port, log_level=log_level)
+    if workers == 1:
+        uvicorn.run(create_app(mm, run_jobs=jobs), host=host, port=port, log_level=log_level)
+        return
+    # N processes, each its own engine over the same home and catalog: they count throttling and replays in the
+    # catalog (MMSEARCH_SHARED_STATE=catalog unless set), claim import jobs from it one at a time, and see keys
+    # revoked by any of them within 2 s. Settings reach them through the environment.
+    os.environ["MMSEARCH_HOME"] = str(mm.settings.home.resolve())
+    if os.environ.get("MMSEARCH_SHARED_STATE", "auto") == "auto":
+        os.environ["MMSEARCH_SHARED_STATE"] = "catalog"
+    os.environ["MMSEARCH_SERVE_JOBS"] = "true" if jobs else "false"
+    uvicorn.run("mmsearch.api.app:worker_app", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level)
 
 
 def serve(
@@ -52,6 +66,8 @@ def serve(
     port: Port = 8000,
     jobs: Annotated[bool, typer.Option("--jobs/--no-jobs", help="Run import jobs in this process.")] = True,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Server processes (they share the "
+                                         "catalog's limits; PostgreSQL via MMSEARCH_CATALOG_URL for many hosts).")] = 1,
 ) -> None:
     """Run the HTTP server: the AI Search API, the management API (/admin/v1) and OpenAPI docs (/docs)."""
     from mmsearch.core import MMSearch
@@ -62,4 +78,4 @@ def serve(
         out.print(f"mmsearch: data in {mm.settings.home.resolve()}; docs at http://{host}:{port}/docs")
         if (exposed := exposure(mm.settings.home)) is not None:
             out.print(f"[yellow]warning:[/] {exposed}")
-    run_server(mm, host, port, log_level, jobs)
+    run_server(mm, host, port, log_level, jobs, workers)

@@ -48,10 +48,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import Float, Index, Integer, String, delete, or_, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
 
-from mmsearch.catalog.models import Base
+from mmsearch.catalog.models import BANDS, WebImageHashRow, WebImageLookRow
 from mmsearch.encoders.base import l2_normalise
 from mmsearch.errors import InvalidArgument, MMSearchError
 from mmsearch.ingest.web.types import WebImage
@@ -63,7 +63,6 @@ from mmsearch.store.base import Record
 from mmsearch.text import field_text, join_fields
 
 WEB_DATASET_TYPE = "web"
-BANDS = 8  # 8 bands of 8 bits: exact band matches find every hash within 7 bits
 MAX_PHASH_DISTANCE = BANDS - 1
 ASPECT_TOLERANCE = 0.03  # a resized copy keeps its shape; a crop or another picture rarely does
 COLOUR_DISTANCE = 24.0  # mean RGB distance (0..441); re-encoding moves it by a few units, recolouring by far more
@@ -89,27 +88,6 @@ WEB_SCHEMA: dict[str, Any] = {
         {"name": "image", "type": "image"},  # the imageUrl again, so image-aware stages see the picture
     ]
 }
-
-
-class WebImageHashRow(Base):
-    """One distinct image content seen in a web dataset, and the item it belongs to."""
-
-    __tablename__ = "web_image_hashes"
-
-    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    item_id: Mapped[str] = mapped_column(String(64), index=True)
-    phash: Mapped[str] = mapped_column(String(16))
-    b0: Mapped[int] = mapped_column(Integer)
-    b1: Mapped[int] = mapped_column(Integer)
-    b2: Mapped[int] = mapped_column(Integer)
-    b3: Mapped[int] = mapped_column(Integer)
-    b4: Mapped[int] = mapped_column(Integer)
-    b5: Mapped[int] = mapped_column(Integer)
-    b6: Mapped[int] = mapped_column(Integer)
-    b7: Mapped[int] = mapped_column(Integer)
-
-    __table_args__ = tuple(Index(f"ix_web_image_hashes_b{i}", "dataset_id", f"b{i}") for i in range(BANDS))
 
 
 @dataclass(frozen=True)
@@ -280,21 +258,6 @@ def copy_rank(title: str, published_ts: int | None) -> tuple[int, int, int]:
     return title_tier(t), published_ts if published_ts is not None else -(2**62), min(len(t), TITLE_LENGTH_CAP)
 
 
-class WebImageLookRow(Base):
-    """The shape and mean colour of one distinct image content (beside its hash row): what a near-duplicate
-    must share besides a close perceptual hash. Rows imported before it existed have none, and are compared by
-    hash alone."""
-
-    __tablename__ = "web_image_looks"
-
-    dataset_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    aspect: Mapped[float] = mapped_column(Float)
-    red: Mapped[float] = mapped_column(Float)
-    green: Mapped[float] = mapped_column(Float)
-    blue: Mapped[float] = mapped_column(Float)
-
-
 @dataclass(frozen=True)
 class Look:
     aspect: float  # width / height
@@ -377,8 +340,6 @@ class WebCorpus:
         base = self.config.fetch or mm.fetcher.config
         self.fetcher = Fetcher(dataclasses.replace(base, max_bytes=self.config.max_bytes))
         self._lock = threading.Lock()  # one batch at a time: dedup decisions must see each other
-        WebImageHashRow.__table__.create(mm.catalog.engine, checkfirst=True)  # type: ignore[attr-defined]
-        WebImageLookRow.__table__.create(mm.catalog.engine, checkfirst=True)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.fetcher.close()
