@@ -20,6 +20,7 @@ from mmsearch.commands.items import delete, get, import_, search_
 from mmsearch.commands.serve import serve
 from mmsearch.commands.video import video_app
 from mmsearch.commands.web import import_web
+from mmsearch.commands.worker import worker
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="mmsearch: self-hosted multimodal search.")
 app.callback()(main_callback)
@@ -36,6 +37,7 @@ app.add_typer(app_app, name="app")
 app.add_typer(key_app, name="key")
 app.add_typer(job_app, name="job")
 app.command("serve")(serve)
+app.command("worker")(worker)
 app.command("quickstart")(quickstart)
 app.command("demo")(demo)
 app.add_typer(account_app, name="account")

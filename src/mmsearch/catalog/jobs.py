@@ -44,6 +44,7 @@ class Job:
     finished_at: datetime | None
     run_seconds: float
     retry_at: datetime | None = None  # a queued job put back after a store failure is not claimed before it
+    worker: str | None = None  # who holds a running job (host:pid:random)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -74,7 +75,7 @@ def _job(row: JobRow) -> Job:
         errors=json.loads(row.errors_json), warnings=json.loads(row.warnings_json), message=row.message,
         attempts=row.attempts, created_at=aware(row.created_at) or utcnow(), started_at=aware(row.started_at),
         finished_at=aware(row.finished_at), run_seconds=row.run_seconds,
-        retry_at=aware(row.heartbeat_at) if row.status == "queued" else None,
+        retry_at=aware(row.heartbeat_at) if row.status == "queued" else None, worker=row.worker,
     )
 
 

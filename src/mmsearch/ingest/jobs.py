@@ -252,10 +252,13 @@ class JobRunner:
     """Runs queued jobs on a background thread (the server), or one job in the foreground (the CLI)."""
 
     def __init__(
-        self, mm: Engine, batch_size: int = 500, poll_s: float = 1.0, stale_after_s: float = 60.0,
-        heartbeat_s: float = 5.0, max_attempts: int | None = None, retry_s: float | None = None,
+        self, mm: Engine, batch_size: int = 500, poll_s: float = 1.0, stale_after_s: float | None = None,
+        heartbeat_s: float | None = None, max_attempts: int | None = None, retry_s: float | None = None,
     ) -> None:
         self.mm = mm
+        lease = getattr(mm.settings, "job_lease_s", 60.0)
+        stale_after_s = stale_after_s if stale_after_s is not None else lease
+        heartbeat_s = heartbeat_s if heartbeat_s is not None else min(5.0, stale_after_s / 4)
         self.max_attempts = max_attempts if max_attempts is not None else mm.settings.job_max_attempts
         self.retry_s = retry_s if retry_s is not None else mm.settings.job_retry_s
         self.batch_size = batch_size
