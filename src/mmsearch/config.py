@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     text_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the text channel")
     vlm_weight: float = Field(default=0.5, ge=0.0, description="fusion weight of the vlm channel")
     fusion: str = Field(default="weighted", pattern="^(weighted|rrf)$")
+    store: str = Field(
+        default="lance", description="the storage engine: 'lance' (embedded, under HOME/tables) or 'milvus:<uri>' "
+        "(milvus:http://host:19530 for a server, milvus:/path/file.db for Milvus Lite)",
+    )
+    milvus_index: str = Field(default="HNSW", pattern="^(HNSW|IVF_FLAT)$", description="Milvus vector index")
     ann_min_rows: int = Field(
         default=10_000, ge=256, description="rows with a vector before an IVF index replaces exact vector search"
     )
@@ -120,6 +125,15 @@ class Settings(BaseSettings):
         default=12_000, ge=1_000, le=1_000_000,
         description="characters of a video's text sent to the LLM; a longer transcript is sampled evenly",
     )
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        kind, _, uri = v.strip().partition(":")
+        if (kind == "lance" and not uri) or (kind == "milvus" and uri.strip()):
+            return v.strip()
+        raise ValueError(f"MMSEARCH_STORE: {v!r} is not a store; use 'lance' or 'milvus:<uri>' "
+                         "(milvus:http://host:19530 for a server, milvus:/path/to/file.db for Milvus Lite)")
 
     @property
     def image_root_paths(self) -> list[Path]:

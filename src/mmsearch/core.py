@@ -45,6 +45,16 @@ if TYPE_CHECKING:  # PyAV and the summariser load on first use, with the first v
 _UNSET: Any = object()
 
 
+def _make_store(settings: Settings) -> Any:
+    """MMSEARCH_STORE: the embedded LanceDB store (default), or Milvus at a URI (pymilvus loads only then)."""
+    if settings.store == "lance":
+        return LanceStore(settings.tables_dir, AnnConfig(min_rows=settings.ann_min_rows))
+    from mmsearch.store.milvus import MilvusConfig, MilvusStore, parse_store_setting
+
+    _, uri = parse_store_setting(settings.store)
+    return MilvusStore(MilvusConfig(uri, index=settings.milvus_index))
+
+
 @dataclass
 class AppSearchResult:
     result: SearchResult
@@ -69,7 +79,7 @@ class MMSearch:
         self._lock = threading.Lock()
         make_home(self.settings.home)  # 0700 when we create it: the catalog holds secrets
         self.catalog = Catalog(self.settings.catalog_dsn, shared=self.settings.shares_state)
-        self.store = LanceStore(self.settings.tables_dir, AnnConfig(min_rows=self.settings.ann_min_rows))
+        self.store = _make_store(self.settings)
         self._spell: Any = None
         set_decode_limit(self.settings.max_concurrent_decodes)  # one gate per process, shared by engines
 
