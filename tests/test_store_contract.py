@@ -383,3 +383,17 @@ def test_store_setting_is_validated(tmp_path):
     with pytest.raises(ValidationError, match="MMSEARCH_STORE"):
         Settings(home=tmp_path, store="milvus")
     assert Settings(home=tmp_path).store == "lance"
+
+
+def test_a_new_milvus_session_loads_released_collections(milvus_store):
+    """Another process (or a restarted server) finds the collections released: the store loads them again,
+    the meta collection included (its write counter and field lengths), before reading or writing."""
+    from mmsearch.store.milvus import META, MilvusConfig, MilvusStore
+
+    for info in _dataset(milvus_store):
+        milvus_store.upsert(info, [_rec(info, "a", "first title")])
+        milvus_store.client.release_collection(META)
+        milvus_store.client.release_collection(milvus_store._collection(info))
+        fresh = MilvusStore(MilvusConfig(milvus_store.config.uri))
+        assert fresh.upsert(info, [_rec(info, "b", "second title")]).inserted == 1
+        assert sorted(d["title"] for d in fresh.get(info, ["a", "b"])) == ["first title", "second title"]

@@ -242,8 +242,14 @@ class MilvusStore:
 
     # -- the meta collection: a dataset's write counter and field length totals -------------------------
     def _meta_collection(self) -> None:
+        """The meta collection, created if new and loaded once per process (a server restarted, or another
+        process's Milvus Lite session, leaves it released: reads then fail until it is loaded)."""
+        if META in self._loaded:
+            return
         c = self.client
         if c.has_collection(META):
+            c.load_collection(META)
+            self._loaded.add(META)
             return
         from pymilvus import DataType
 
@@ -253,7 +259,8 @@ class MilvusStore:
         schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector field in every collection
         index = c.prepare_index_params()
         index.add_index("_v", index_type="FLAT", metric_type="L2")
-        c.create_collection(META, schema=schema, index_params=index)
+        c.create_collection(META, schema=schema, index_params=index)  # loaded once made, with its index
+        self._loaded.add(META)
 
     def _read_meta(self, name: str) -> dict[str, Any]:
         self._meta_collection()
