@@ -13,7 +13,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 # this project itself (its dependencies are pinned by their lower bounds in pyproject.toml)
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[milvus]" \
+RUN pip install --no-cache-dir ".[milvus,s3]" \
  && useradd --system --uid 10001 --home-dir /data mmsearch \
  && mkdir -p /data /models \
  && chown mmsearch /data /models

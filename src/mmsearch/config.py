@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=5, ge=1, le=100, description="attempts of an import job whose store fails before it ends `failed`"
     )
+    staging_url: str = Field(
+        default="", description="where posted and uploaded items wait for their import job: empty = HOME/jobs "
+        "(shared by every process on this home); s3://bucket/prefix (or another fsspec URL) for hosts without one"
+    )
     job_lease_s: float = Field(
         default=60.0, ge=1.0, le=3_600.0, description="a running import job whose worker has not beaten its heart "
         "for this long is taken over by another (a worker beats every 5 s, or every lease/4 when shorter)"

@@ -35,6 +35,7 @@ from mmsearch.catalog.models import utcnow
 from mmsearch.errors import InvalidArgument, MMSearchError, NotFound
 from mmsearch.ingest.importer import MAX_REPORTED_ERRORS, ImportReport, import_items
 from mmsearch.ingest.readers import SUFFIXES, count_items, read_items
+from mmsearch.ingest.staging import staging_of
 from mmsearch.schema.validate import ItemError
 from mmsearch.unicode import scrub
 
@@ -140,11 +141,12 @@ def submit_body(mm: Engine, dataset_id: str, body: bytes) -> Job:
     mm.dataset(dataset_id)  # 404 before anything is written
     lines = parse_items_body(body)
     job_id = secrets.token_hex(8)
-    path = stage(mm.settings.home / "jobs", job_id, lines)
+    staging = staging_of(mm.settings)
+    source = staging.publish(stage(staging.folder, job_id, lines))
     try:
-        return mm.catalog.jobs.create(dataset_id, str(path), len(lines), job_id=job_id)
+        return mm.catalog.jobs.create(dataset_id, source, len(lines), job_id=job_id)
     except Exception:
-        path.unlink(missing_ok=True)
+        staging.remove(source)
         raise
 
 
@@ -167,9 +169,10 @@ def submit_upload(mm: Engine, dataset_id: str, filename: str, data: BinaryIO) ->
         raise InvalidArgument(f"file: {filename!r} is not a supported format; use {', '.join(SUFFIXES)}",
                               field="file")
     job_id = secrets.token_hex(8)
-    folder = mm.settings.home / "jobs"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{job_id}{suffix}"
+    staging = staging_of(mm.settings)
+    staging.folder.mkdir(parents=True, exist_ok=True)
+    path = staging.folder / f"{job_id}{suffix}"
+    source = str(path)
     try:
         with path.open("wb") as fh:
             shutil.copyfileobj(data, fh, 1 << 20)
@@ -180,9 +183,11 @@ def submit_upload(mm: Engine, dataset_id: str, filename: str, data: BinaryIO) ->
             total = sum(1 for _ in read_items(path, mm.dataset(dataset_id).schema))
         if total == 0:
             raise InvalidArgument(f"file: {filename!r} holds no items", field="file")
-        return mm.catalog.jobs.create(dataset_id, str(path), total, kind="upload", job_id=job_id)
+        source = staging.publish(path)
+        return mm.catalog.jobs.create(dataset_id, source, total, kind="upload", job_id=job_id)
     except Exception:
         path.unlink(missing_ok=True)
+        staging.remove(source)
         raise
 
 
@@ -349,7 +354,7 @@ class JobRunner:
             jobs.finish(job.id, self.worker, status, message)
         done = jobs.get(job.id)
         if done.status == "succeeded" and done.kind in ("upsert", "upload"):
-            Path(done.source).unlink(missing_ok=True)  # staged copy no longer needed
+            staging_of(self.mm.settings).remove(done.source)  # staged copy no longer needed
         return done
 
     def _retry_or_fail(self, job: Job, reason: str) -> tuple[str, str]:
@@ -374,11 +379,16 @@ class JobRunner:
                 return
 
     def _apply(self, job: Job, on_progress: Callable[[Job], None] | None, total: ImportReport) -> tuple[str, str]:
-        jobs = self.mm.catalog.jobs
         info = self.mm.dataset(job.dataset_id)
-        source = Path(job.source)
-        if not source.is_file():
-            return "failed", f"source {source} is gone; the items cannot be applied"
+        staging = staging_of(self.mm.settings)
+        if not staging.exists(job.source):
+            return "failed", f"source {job.source} is gone; the items cannot be applied"
+        with staging.local(job.source) as source:
+            return self._apply_from(job, info, source, on_progress, total)
+
+    def _apply_from(self, job: Job, info: DatasetInfo, source: Path, on_progress: Callable[[Job], None] | None,
+                    total: ImportReport) -> tuple[str, str]:
+        jobs = self.mm.catalog.jobs
         images = self.mm.image_indexer(info)
         videos = self.mm.video_indexer(info, on_progress=self._video_progress(job))
         # a video takes seconds to minutes: each is its own batch, so a job resumes at the video it stopped in
