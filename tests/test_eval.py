@@ -235,6 +235,11 @@ def test_cli_trec_and_errors(catalogue, tmp_path):
         "message": "judgements: bad.jsonl line 1: grade of 'x' must be an integer 0..3, got 9"}
     unknown = invoke(tmp_path, "nosuch", str(qrels), "--queries", str(queries), "--json")
     assert unknown.exit_code == 1 and json.loads(unknown.stderr)["error"]["code"] == "NotFound"
+    lance = invoke(tmp_path, "products", str(qrels), "--queries", str(queries), "--store", "lance", "--json")
+    assert lance.exit_code == 0 and json.loads(lance.stdout)["metrics"]["ndcg@10"] == pytest.approx(1.0)
+    store = invoke(tmp_path, "products", str(qrels), "--queries", str(queries), "--store", "elastic", "--json")
+    assert store.exit_code == 1 and json.loads(store.stderr)["error"]["field"] == "--store"
+    assert "'elastic' is not a store" in json.loads(store.stderr)["error"]["message"]
 
 
 def test_cli_through_an_application_takes_several_pages(catalogue, tmp_path):

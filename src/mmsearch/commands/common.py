@@ -51,6 +51,21 @@ def cli_settings() -> Settings:
     return _state["settings"]
 
 
+def use_store(store: str) -> None:
+    """This invocation's engine on another store than MMSEARCH_STORE's (before `engine()` makes it)."""
+    from pydantic import ValidationError
+
+    from mmsearch.config import Settings
+    from mmsearch.errors import InvalidArgument
+
+    settings = cli_settings()
+    try:
+        _state["settings"] = Settings(**{**settings.model_dump(), "store": store})
+    except ValidationError as exc:
+        rule = str(exc.errors()[0]["msg"]).removeprefix("Value error, ").replace("MMSEARCH_STORE", "--store")
+        raise InvalidArgument(rule, field="--store") from None
+
+
 def engine() -> MMSearch:
     """One engine per invocation, created on first use (commands that fail early never open the catalog);
     imported here so that the CLI's start-up and `--help` never load LanceDB, SQLAlchemy or the models."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out
+from mmsearch.commands.common import JsonFlag, emit, engine, err, errors, out, use_store
 
 if TYPE_CHECKING:  # the engine and the evaluator load inside the command, not for `--help`
     from collections.abc import Callable
@@ -69,6 +69,9 @@ def eval_(
     queries: Annotated[Path | None, typer.Option(
         "--queries", dir_okay=False, help="With TREC qrels: the query texts, one qid<TAB>text a line.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show each query's figures.")] = False,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="The store to search: lance, or milvus:<uri> (default MMSEARCH_STORE): compare backends "
+                        "on the same judgements.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Score a dataset's ranking on judged queries: nDCG@10, P@10, recall@100, MRR and the zero-result rate.
@@ -79,6 +82,8 @@ def eval_(
 
     with errors(as_json):
         judged = load_judgements(judgements, queries)
+        if store is not None:
+            use_store(store)
         mm = engine()
         if app_id is None:
             run, how = dataset_runner(mm, dataset_id), f"dataset {dataset_id} (engine defaults)"
