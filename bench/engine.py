@@ -201,6 +201,7 @@ class Results:
     serving_build_s: float = 0.0  # the serving index from a full table scan (no snapshot)
     ivf_build_s: float = 0.0
     serving_memory: dict[str, int] = field(default_factory=dict)
+    store: str = "lance"  # MMSEARCH_STORE of the run (`--store`)
 
     @property
     def import_rate(self) -> float:
@@ -288,19 +289,38 @@ def timed_pair(
     return np.asarray(mm_times), mm_results, np.asarray(fl_times), fl_results
 
 
-def measure_recall(mm: MMSearch, q: Queries, pipeline_top: list[list[str]], count: int) -> tuple[float, float, float]:
+def stored_vectors(mm: MMSearch, n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Every stored vector (and which rows have one), for the exact top 10: from the serving index on LanceDB,
+    through the store protocol (`rerank_features`, by the bench's ids) on any other store."""
+    store, info = mm.store, mm.dataset(DATASET)
+    if hasattr(store, "serving_index"):
+        index = store.serving_index(info)
+        matrix = index.vectors.matrix.view()[: index.view.rows].astype(np.float32)  # float16 from 250k rows
+        return matrix, index.view.alive & index.vectors.has.view()[: index.view.rows], list(index.ids)
+    ids = [f"it{i:08d}" for i in range(n)]
+    matrix = np.zeros((n, DIM), np.float32)
+    alive = np.zeros(n, bool)
+    for start in range(0, n, 1_000):
+        found = store.rerank_features(info, ids[start:start + 1_000])
+        for j, item in enumerate(ids[start:start + 1_000]):
+            feats = found.get(item)
+            if feats is not None and feats.vector is not None:
+                matrix[start + j], alive[start + j] = feats.vector, True
+    return matrix, alive, ids
+
+
+def measure_recall(mm: MMSearch, q: Queries, pipeline_top: list[list[str]], count: int,
+                   n: int) -> tuple[float, float, float]:
     """recall@10 of the pipeline (which asks the store for recall_size candidates) and of a bare k=10
     vector search, both against the exact top 10 of a numpy scan over every stored vector."""
     store, info = mm.store, mm.dataset(DATASET)
-    index = store.serving_index(info)
-    matrix = index.vectors.matrix.view()[: index.view.rows].astype(np.float32)  # float16 from 250k rows
-    alive = index.view.alive & index.vectors.has.view()[: index.view.rows]
+    matrix, alive, row_ids = stored_vectors(mm, n)
     hit_pipe = hit_store = 0
     exact_ms = 0.0
     for i in range(count):
         t = time.perf_counter()
         scores = np.where(alive, matrix @ q.vectors[i], -np.inf)
-        exact = {index.ids[r] for r in np.argpartition(-scores, 10)[:10]}
+        exact = {row_ids[r] for r in np.argpartition(-scores, 10)[:10]}
         exact_ms += (time.perf_counter() - t) * 1000
         ann = {c.id for c in store.vector_search(info, q.vectors[i], 10)}
         hit_pipe += len(exact & set(pipeline_top[i]))
@@ -339,18 +359,20 @@ def load_serving(mm: MMSearch, console: Console) -> tuple[float, float, dict[str
 
 
 def run(
-    n: int, queries: int, recall_queries: int, home: Path, batch_size: int, console: Console, floor: bool = True
+    n: int, queries: int, recall_queries: int, home: Path, batch_size: int, console: Console, floor: bool = True,
+    store: str = "lance",
 ) -> Results:
     wall = time.perf_counter()
-    res = Results(n=n, queries=queries)
-    mm = MMSearch(Settings(home=home))
+    res = Results(n=n, queries=queries, store=store)
+    mm = MMSearch(Settings(home=home, store=store))
     if DATASET in {d.id for d in mm.datasets()}:
         mm.drop_dataset(DATASET)
     world = World.make(n, seed=20240611)
     res.import_s, res.generate_s, res.maintain_s, res.maintenance = build(mm, world, n, batch_size, console)
     console.log(f"import {res.import_s:.1f}s, index build {res.maintain_s:.1f}s: {res.maintenance}")
     res.rows = mm.stats(DATASET)["rows"]
-    res.serving_build_s, res.ivf_build_s, res.serving_memory = load_serving(mm, console)
+    if store == "lance":  # the embedded store's in-memory serving index (another store serves from itself)
+        res.serving_build_s, res.ivf_build_s, res.serving_memory = load_serving(mm, console)
 
     q = make_queries(world, queries)
     res.recall_queries = min(recall_queries, queries)
@@ -371,7 +393,7 @@ def run(
         vec_results = run_with_floor(mm, world, q, n, res, (vec_req, text_req, hybrid_req), console)
 
     top = [[h.id for h in r.hits] for r in vec_results]
-    res.recall_pipeline, res.recall_store, res.exact_ms = measure_recall(mm, q, top, res.recall_queries)
+    res.recall_pipeline, res.recall_store, res.exact_ms = measure_recall(mm, q, top, res.recall_queries, n)
     res.wall_s = time.perf_counter() - wall
     return res
 
@@ -426,9 +448,12 @@ def figures(res: Results) -> list[tuple[str, str]]:
         ("import rate", f"{res.import_rate:,.0f} items/s ({res.import_s - res.generate_s:.1f} s; "
                         f"+{res.generate_s:.1f} s generating items)"),
         ("index build (maintain)", f"{res.maintain_s:.1f} s"),
-        ("serving index from the table / IVF training", f"{res.serving_build_s:.1f} s / {res.ivf_build_s:.1f} s"),
-        ("serving index memory", ", ".join(f"{k} {v / 2**20:,.0f} MB" for k, v in res.serving_memory.items())),
     ]
+    if res.store == "lance":
+        rows += [
+            ("serving index from the table / IVF training", f"{res.serving_build_s:.1f} s / {res.ivf_build_s:.1f} s"),
+            ("serving index memory", ", ".join(f"{k} {v / 2**20:,.0f} MB" for k, v in res.serving_memory.items())),
+        ]
     for name, lat in res.latency.items():
         p50, p95, p99 = pct(lat)
         rows.append((f"{name} latency p50 / p95 / p99", f"{p50:.1f} / {p95:.1f} / {p99:.1f} ms"))
@@ -533,12 +558,12 @@ def markdown(res: Results, store_ann: str) -> str:
     today = dt.date.today().isoformat()
     built = ", ".join(f"`{k}` {v}" for k, v in res.maintenance.items()) or "no new index"
     lines = [
-        f"<!-- bench:engine N={res.n} -->",
-        f"### Engine, N = {res.n:,}",
+        f"<!-- bench:{bench_name(res.store)} N={res.n} -->",
+        f"### Engine, N = {res.n:,}" + ("" if res.store == "lance" else f", store `{res.store.split(':')[0]}`"),
         "",
         f"Run {today} on {machine()}; lancedb {lancedb.__version__}, pylance {lance.__version__}. "
         f"`python bench/engine.py --n {res.n} --queries {res.queries}"
-        f"{'' if res.floor_latency else ' --no-floor'}`.",
+        f"{'' if res.floor_latency else ' --no-floor'}{'' if res.store == 'lance' else ' --store ' + res.store}`.",
         "",
         f"Built by `maintain()` after the import: {built}. Serving index: {store_ann}.",
         "",
@@ -556,7 +581,7 @@ def markdown(res: Results, store_ann: str) -> str:
         f"{res.queries} queries of each kind after {WARMUP} warm-up queries, one at a time. Recall is over "
         f"{res.recall_queries} queries.",
         *floor_lines(res),
-        "<!-- /bench:engine -->",
+        f"<!-- /bench:{bench_name(res.store)} -->",
     ]
     return "\n".join(lines)
 
@@ -581,8 +606,13 @@ does on first use without a snapshot: read every row from the table into the in-
 """
 
 
-def record(section: str, n: int, path: Path = DOC) -> None:
-    record_section("engine", n, section, path, intro=INTRO)
+def bench_name(store: str) -> str:
+    """The docs marker of a run: `engine` for the embedded store, `engine-milvus` for Milvus."""
+    return "engine" if store == "lance" else f"engine-{store.split(':')[0]}"
+
+
+def record(section: str, n: int, path: Path = DOC, store: str = "lance") -> None:
+    record_section(bench_name(store), n, section, path, intro=INTRO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,6 +625,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the tantivy + faiss + numpy floor (bench/floor.py), interleaved")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    parser.add_argument("--store", default="lance", help="MMSEARCH_STORE: lance, or milvus:<uri> (a Milvus server, "
+                        "or a Milvus Lite .db path); recorded as its own section")
     args = parser.parse_args(argv)
     if args.queries < 1 or args.n < 1:
         parser.error("--n and --queries must be positive")
@@ -602,10 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     home = args.home or Path(tempfile.mkdtemp(prefix="mmsearch-bench-"))
     try:
-        res = run(args.n, args.queries, args.recall_queries, home, args.batch_size, console, args.floor)
-        ann = MMSearch(Settings(home=home)).store.ann
-        store_ann = f"IVF-SQ8 past min_rows={ann.min_rows} vectors, nprobe={ann.nprobe} (more under a filter: about " \
-                    f"10 x k allowed rows scanned), exact re-scoring"
+        res = run(args.n, args.queries, args.recall_queries, home, args.batch_size, console, args.floor, args.store)
+        if args.store == "lance":
+            ann = MMSearch(Settings(home=home)).store.ann
+            store_ann = f"IVF-SQ8 past min_rows={ann.min_rows} vectors, nprobe={ann.nprobe} (more under a filter: " \
+                        f"about 10 x k allowed rows scanned), exact re-scoring"
+        else:
+            store_ann = f"none: `{args.store}` searches in Milvus (HNSW, BM25 sparse vectors; store/milvus.py)"
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)
@@ -617,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(k, v)
     console.print(table)
     if not args.no_record:
-        record(markdown(res, store_ann), args.n)
+        record(markdown(res, store_ann), args.n, store=args.store)
         console.log(f"recorded in {DOC}")
     return 0
 
