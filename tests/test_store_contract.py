@@ -424,3 +424,15 @@ def test_a_filtered_vector_search_finds_the_exact_neighbours_inside_the_filter(b
             exact = {f"v{n:04d}" for n in np.argsort(-scores)[:200]}
             found += len(exact & set(_ids(backend.vector_search(info, q, 200, where)))) / 200
         assert found / 5 >= 0.95, found / 5
+
+
+def test_iter_items_gives_every_item_once_with_its_vector(backend, info):
+    backend.upsert(info, [_rec(info, f"e{n}", f"title {n}", vector=[1.0, 0.0, 0.0, float(n)]) for n in range(3)]
+                   + [_rec(info, "novec", "no vector")])
+    backend.upsert(info, [_rec(info, "e1", "replaced", vector=[0.0, 1.0, 0.0, 0.0])])
+    backend.delete(info, ["e2"])
+    got = {i: (doc, vec) for i, doc, vec in backend.iter_items(info, vectors=True)}
+    assert sorted(got) == ["e0", "e1", "novec"]
+    assert got["e1"][0]["title"] == "replaced" and got["novec"][1] is None
+    assert np.allclose(got["e1"][1], [0.0, 1.0, 0.0, 0.0], atol=1e-6)
+    assert all(vec is None for _, _, vec in backend.iter_items(info))

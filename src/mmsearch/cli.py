@@ -16,7 +16,7 @@ from mmsearch.commands.datasets import dataset_app
 from mmsearch.commands.demo import demo, quickstart
 from mmsearch.commands.doctor import doctor
 from mmsearch.commands.evaluate import eval_
-from mmsearch.commands.items import delete, get, import_, search_
+from mmsearch.commands.items import delete, export, get, import_, search_
 from mmsearch.commands.serve import serve
 from mmsearch.commands.video import video_app
 from mmsearch.commands.web import import_web
@@ -28,6 +28,7 @@ app.callback()(main_callback)
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(video_app, name="video")
 app.command("import")(import_)
+app.command("export")(export)
 app.command("delete")(delete)
 app.command("get")(get)
 app.command("search")(search_)

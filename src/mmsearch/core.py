@@ -308,6 +308,14 @@ class MMSearch:
     def get(self, dataset_id: str, ids: list[str]) -> list[dict[str, Any]]:
         return self.store.get(self.dataset(dataset_id), ids)
 
+    def export(self, dataset_id: str, path: Path, vectors: bool = False,
+               on_progress: Callable[[int], None] | None = None) -> int:
+        """The dataset's items as imported, to a .jsonl or .parquet file (`_vector` too with `vectors`)."""
+        from mmsearch.ingest.export import export_items
+
+        info = self.dataset(dataset_id)
+        return export_items(self.store.iter_items(info, vectors), path, vectors, on_progress)
+
     def sample(self, dataset_id: str, n: int = 10) -> list[tuple[str, dict[str, Any]]]:
         """The first `n` items in storage order, with their ids: a look at what a dataset holds."""
         info = self.dataset(dataset_id)

@@ -68,6 +68,28 @@ def import_(
         raise typer.Exit(1)
 
 
+def export(
+    dataset_id: Annotated[str, typer.Argument(metavar="ID")],
+    file: Annotated[Path, typer.Argument(help=".jsonl or .parquet (written whole, through a temporary file)",
+                                         dir_okay=False)],
+    vectors: Annotated[bool, typer.Option("--vectors", help="Add each item's stored vector as `_vector`.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a dataset's items as they were imported, so that importing the file elsewhere gives the same
+    results (with --vectors, the same vectors without the image model)."""
+    from mmsearch.commands.progress import ImportProgress
+
+    with errors(as_json):
+        mm = engine()
+        total = mm.store.count(mm.dataset(dataset_id))
+        with ImportProgress(f"exporting {dataset_id}", total, err, disable=as_json) as bar:
+            written = mm.export(dataset_id, file, vectors=vectors, on_progress=bar.update)
+    if as_json:
+        emit({"dataset": dataset_id, "file": str(file), "items": written, "vectors": vectors})
+    else:
+        out.print(f"exported {written} items of {dataset_id} to {file}")
+
+
 def delete(
     dataset_id: Annotated[str, typer.Argument(metavar="ID")],
     ids: Annotated[str, typer.Option("--ids", help="Comma-separated primary keys.")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -90,6 +91,12 @@ class Store(Protocol):
         ...
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int: ...
+
+    def iter_items(self, info: DatasetInfo, vectors: bool = False) -> Iterator[tuple[str, dict[str, Any],
+                                                                                 list[float] | None]]:
+        """Every item (id, document, and its vector when `vectors`), batch by batch, from one version of the
+        dataset: what `mmsearch export` writes."""
+        ...
 
     def in_memory(self, dataset_id: str) -> bool:
         """Whether a search of this dataset now reads only memory (no I/O, no index to load or catch up): the

@@ -311,6 +311,18 @@ class LanceStore:
         """Changes with every write (ours or another process's, after the consistency interval)."""
         return int(self._table(info).version)
 
+    def iter_items(self, info: DatasetInfo, vectors: bool = False) -> Iterator[tuple[str, dict[str, Any],
+                                                                                 list[float] | None]]:
+        table = self._table(info)
+        table.checkout_latest()
+        dataset = table.to_lance()  # this version, whatever is written meanwhile
+        columns = ["_id", "_doc", *(["_vec"] if vectors else [])]
+        for batch in dataset.to_batches(columns=columns, batch_size=4_096):
+            ids, docs = batch.column("_id").to_pylist(), batch.column("_doc").to_pylist()
+            vecs = batch.column("_vec").to_pylist() if vectors else [None] * len(ids)
+            for item_id, doc, vec in zip(ids, docs, vecs, strict=True):
+                yield item_id, json.loads(doc) if doc else {}, vec
+
     def scan(self, info: DatasetInfo, columns: list[str], batch_rows: int = 4_096) -> Iterator[dict[str, list[Any]]]:
         """Every row's `columns`, batch by batch, as plain lists (for vocabularies and exports)."""
         reader = self._table(info).to_lance().to_batches(columns=columns, batch_size=batch_rows)

@@ -388,6 +388,19 @@ class MilvusStore:
     def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]:
         return {i: json.loads(r["_doc"]) for i, r in self._rows(info, ids, ["_doc"]).items()}
 
+    def iter_items(self, info: DatasetInfo, vectors: bool = False) -> Iterator[tuple[str, dict[str, Any],
+                                                                                 list[float] | None]]:
+        name = self._collection(info)
+        fields = ["_id", "_doc", *(["_vec", "_has_vec"] if vectors else [])]
+        it = self.client.query_iterator(name, batch_size=1_000, filter="", output_fields=fields)
+        try:
+            while rows := it.next():
+                for r in rows:
+                    vec = [float(x) for x in r["_vec"]] if vectors and r.get("_has_vec") else None
+                    yield str(r["_id"]), json.loads(r["_doc"]), vec
+        finally:
+            it.close()
+
     def get(self, info: DatasetInfo, ids: list[str]) -> list[dict[str, Any]]:
         found = self.get_many(info, ids)
         return [found[i] for i in ids if i in found]
