@@ -28,6 +28,18 @@ from mmsearch.encoders.hashing import HashingEncoder
 from mmsearch.search import SearchRequest
 
 
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _drift(engine) -> list:
+    """What Alembic's autogenerate finds between the database and the models."""
+    with engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -36,32 +48,26 @@ def url(request, tmp_path: Path) -> str:
 
 
 def test_the_code_names_the_newest_migration():
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _config()
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
 
 
 def test_a_new_catalog_is_migrated_to_the_models_exactly(url: str):
     catalog = Catalog(url)
     assert revision(catalog.engine) == SCHEMA_REVISION
-    with catalog.engine.connect() as conn:  # what autogenerate would write next: nothing
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-    assert diff == [], diff
+    assert _drift(catalog.engine) == []  # what autogenerate would write next: nothing
     Catalog(url)  # opening it again: already current
 
 
 def test_the_migrations_from_nothing_give_the_models_schema(url: str):
     from alembic import command
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _config()
     engine = create_engine(url)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-    assert diff == [], diff
+    assert _drift(engine) == []
     assert revision(engine) == SCHEMA_REVISION
     Catalog(url).datasets()  # and the catalog opens it as current
 
@@ -69,8 +75,7 @@ def test_the_migrations_from_nothing_give_the_models_schema(url: str):
 def test_a_catalog_at_the_first_revision_is_upgraded_keeping_its_rows(url: str):
     from alembic import command
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _config()
     engine = create_engine(url)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -99,9 +104,7 @@ def test_a_catalog_made_before_migrations_is_stamped_and_upgraded(tmp_path: Path
     assert revision(catalog.engine) == SCHEMA_REVISION
     assert "ix_query_log_ts" in {ix["name"] for ix in inspect(catalog.engine).get_indexes("query_log")}
     assert "ix_web_image_hashes_b3" in {ix["name"] for ix in inspect(catalog.engine).get_indexes("web_image_hashes")}
-    with catalog.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
-    assert diff == [], diff
+    assert _drift(catalog.engine) == []
     with catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM datasets")).scalars().all() == ["kept"]
 

@@ -74,6 +74,9 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
 
         api.state.console_sessions = Sessions(admin_token(mm.settings, announce=False),
                                               mm.settings.console_session_hours)
+        from mmsearch.api.console.pages import Refused, on_refused
+
+        api.add_exception_handler(Refused, on_refused)  # sign in first, or a CSRF mismatch
         api.include_router(console.router)
         api.mount("/console/static", StaticFiles(directory=str(console.HERE / "static")), name="console-static")
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"], summary="Liveness")

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from mmsearch.api.console.pages import form_session, not_found, render, see, session_of, to_login
+from mmsearch.api.console.pages import checked, not_found, render, see, signed_in
 from mmsearch.api.console.session import PATH, Session
 from mmsearch.catalog.apps import AppConfig
 from mmsearch.errors import InvalidArgument, MMSearchError, NotFound
@@ -30,9 +30,7 @@ _WEIGHT = re.compile(r"^\s*([^:=\s]+)\s*[:=]\s*(\S+)\s*$")
 
 @router.get("")
 async def home(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     apps = await run_in_threadpool(request.app.state.mm.catalog.apps.list)
     return render(request, "apps.html", session, nav="apps", apps=apps)
 
@@ -102,17 +100,13 @@ async def _settings(request: Request, session: Session, form: dict[str, Any], ne
 
 @router.get("/applications/new")
 async def new_app(request: Request, dataset: str = "") -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     return await _settings(request, session, _form_of("", [dataset] if dataset else [], AppConfig()), new=True)
 
 
 @router.get("/apps/{app_id}/settings")
 async def app_settings(request: Request, app_id: str) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     try:
         app = await run_in_threadpool(request.app.state.mm.catalog.apps.get, app_id)
     except NotFound:
@@ -122,9 +116,7 @@ async def app_settings(request: Request, app_id: str) -> Response:
 
 async def _save(request: Request, app_id: str | None) -> Response:
     data = await request.form(max_files=0, max_fields=200)
-    session = form_session(request, str(data.get("csrf") or ""))
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, str(data.get("csrf") or ""))
     apps = request.app.state.mm.catalog.apps
     new_id = str(data.get("id") or "").strip()[:200]
     datasets = [d for d in data.getlist("datasets") if isinstance(d, str)][:100]
@@ -158,9 +150,7 @@ async def save_app(request: Request, app_id: str) -> Response:
 @router.post("/apps/{app_id}/delete")
 async def delete_app(request: Request, app_id: str) -> Response:
     data = await request.form(max_files=0, max_fields=4)
-    session = form_session(request, str(data.get("csrf") or ""))
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, str(data.get("csrf") or ""))
     try:
         await run_in_threadpool(request.app.state.mm.catalog.apps.remove, app_id)
     except NotFound:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from mmsearch.api.console.cards import cards
-from mmsearch.api.console.pages import form_session, not_found, render, see, session_of, to_login
+from mmsearch.api.console.pages import checked, not_found, render, see, signed_in
 from mmsearch.api.console.session import PATH, Session
 from mmsearch.errors import MMSearchError, NotFound
 from mmsearch.ingest.jobs import submit_upload
@@ -37,9 +37,7 @@ STARTER = [{"name": "id", "type": "string", "primary_key": True},
 
 @router.get("/datasets")
 async def datasets(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     mm = request.app.state.mm
 
     def rows() -> list[dict[str, Any]]:
@@ -57,9 +55,7 @@ async def datasets(request: Request) -> Response:
 
 @router.get("/datasets/new")
 async def new_dataset(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     return _editor(request, session, {"id": "", "type": "image_text", "vector_dim": "", "ocr": True,
                                       "rows": STARTER + [{}] * BLANK_ROWS, "json": ""})
 
@@ -92,9 +88,7 @@ def _rows(data: FormData) -> list[dict[str, Any]]:
 async def create_dataset(request: Request) -> Response:
     """`action=add` redraws the editor with one more row; `action=create` creates the dataset."""
     data = await request.form(max_files=0, max_fields=MAX_FIELDS * 8 + 16)
-    session = form_session(request, str(data.get("csrf") or ""))
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, str(data.get("csrf") or ""))
     rows = _rows(data)
     raw_json = str(data.get("schema_json") or "").strip()
     form = {"id": str(data.get("id") or "").strip(), "type": str(data.get("type") or "image_text"),
@@ -129,9 +123,7 @@ def _schema(raw_json: str, rows: list[dict[str, Any]], ocr: bool) -> Any:
 
 @router.get("/datasets/{dataset_id}")
 async def dataset_page(request: Request, dataset_id: str, q: str = "") -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     return await _dataset_page(request, session, dataset_id, q[:1_000])
 
 
@@ -172,9 +164,7 @@ async def _dataset_page(request: Request, session: Session, dataset_id: str, q: 
 async def import_file(request: Request, dataset_id: str) -> Response:
     """Stage the uploaded file and follow its job (the body limit is MMSEARCH_MAX_IMPORT_BODY_BYTES)."""
     data = await request.form(max_files=1, max_fields=4)
-    session = form_session(request, str(data.get("csrf") or ""))
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, str(data.get("csrf") or ""))
     upload = data.get("file")
     mm = request.app.state.mm
     try:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mmsearch.api.admin import AccountCreate, AccountUpdate
-from mmsearch.api.console.pages import form_session, not_found, render, see, session_of, to_login
+from mmsearch.api.console.pages import checked, not_found, render, see, signed_in
 from mmsearch.api.console.session import PATH, Session
 from mmsearch.api.errors import describe_validation
 from mmsearch.api.iqs import parse_body, run_search
@@ -63,9 +63,7 @@ def _search(mm: MMSearch, q: str, exclude: str) -> dict[str, Any]:
 
 @router.get("/web")
 async def web(request: Request, q: str | None = None, exclude: str = "") -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     mm: MMSearch = request.app.state.mm
     ready = await run_in_threadpool(_ready, mm)
     context: dict[str, Any] = {"q": q or "", "exclude": exclude, "ready": ready, "crawl": CRAWL,
@@ -136,9 +134,7 @@ async def _change(request: Request, session: Session, name: str, change: Callabl
 
 @router.get("/accounts")
 async def accounts(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     return await _accounts_page(request, session)
 
 
@@ -147,9 +143,7 @@ async def create_account(request: Request, csrf: Annotated[str, Form(max_length=
                          name: Annotated[str, Form()] = "", plan: Annotated[str, Form()] = "trial",
                          qps: Annotated[str, Form()] = "", credits: Annotated[str, Form()] = "") -> Response:
     """A new account and its main key; the secrets are on this answer only (the catalog keeps a hash of the key)."""
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     form = {"name": name[:100], "plan": plan[:10], "qps": qps[:40], "credits": credits[:40]}
     mm = request.app.state.mm
     try:
@@ -162,25 +156,19 @@ async def create_account(request: Request, csrf: Annotated[str, Form(max_length=
 
 @router.get("/accounts/{name}")
 async def account(request: Request, name: str) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     return await _account_page(request, session, name)
 
 
 @router.post("/accounts/{name}/activate")
 async def activate(request: Request, name: str, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     return await _change(request, session, name, lambda a: a.activate(name))
 
 
 @router.post("/accounts/{name}/deactivate")
 async def deactivate(request: Request, name: str, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     return await _change(request, session, name, lambda a: a.deactivate(name))
 
 
@@ -188,9 +176,7 @@ async def deactivate(request: Request, name: str, csrf: Annotated[str, Form(max_
 async def change_plan(request: Request, name: str, csrf: Annotated[str, Form(max_length=200)] = "",
                       plan: Annotated[str, Form()] = "", qps: Annotated[str, Form()] = "") -> Response:
     """Plan and QPS limit; an empty field stays as it is."""
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     return await _change(request, session, name, lambda a: a.update(
         name, **_checked(AccountUpdate, _given(plan=plan, qps=qps)).model_dump(include={"plan", "qps"})))
 
@@ -198,9 +184,7 @@ async def change_plan(request: Request, name: str, csrf: Annotated[str, Form(max
 @router.post("/accounts/{name}/credits")
 async def set_credits(request: Request, name: str, csrf: Annotated[str, Form(max_length=200)] = "",
                       credits: Annotated[str, Form()] = "") -> Response:
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     return await _change(request, session, name, lambda a: a.set_credits(name, _credits("credits", credits)))
 
 
@@ -208,9 +192,7 @@ async def set_credits(request: Request, name: str, csrf: Annotated[str, Form(max
 async def add_credits(request: Request, name: str, csrf: Annotated[str, Form(max_length=200)] = "",
                       add_credits: Annotated[str, Form()] = "") -> Response:
     """A recharge: added atomically by the catalog, refused past MAX_CREDITS."""
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     return await _change(request, session, name,
                          lambda a: a.add_credits(name, _credits("add_credits", add_credits)))
 
@@ -219,9 +201,7 @@ async def add_credits(request: Request, name: str, csrf: Annotated[str, Form(max
 async def create_subkey(request: Request, name: str, csrf: Annotated[str, Form(max_length=200)] = "",
                         can_search: Annotated[str, Form()] = "") -> Response:
     """A sub-account key; its secrets are on this answer only."""
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     try:
         created = await run_in_threadpool(request.app.state.mm.catalog.accounts.subkey, name, bool(can_search))
     except MMSearchError as exc:
@@ -233,9 +213,7 @@ async def create_subkey(request: Request, name: str, csrf: Annotated[str, Form(m
 async def revoke_key(request: Request, access_key_id: str,
                      csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
     """Revoke a key pair and its API key: from then on it answers InvalidAccessKeyId.NotFound."""
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     try:
         key = await run_in_threadpool(request.app.state.mm.catalog.accounts.revoke_key, access_key_id)
     except MMSearchError as exc:

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from mmsearch.api.console.pages import form_session, not_found, render, see, session_of, to_login
-from mmsearch.api.console.session import PATH, Session
+from mmsearch.api.console.pages import checked, not_found, render, see, session_of, signed_in
+from mmsearch.api.console.session import PATH
 from mmsearch.errors import MMSearchError, NotFound
 
 router = APIRouter(prefix=PATH)
@@ -22,9 +22,7 @@ ACTIVE = ("queued", "running")
 
 @router.get("/jobs")
 async def jobs(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     found = await run_in_threadpool(request.app.state.mm.catalog.jobs.list, None, None, 100)
     running = any(j.status in ACTIVE for j in found)
     return render(request, "jobs.html", session, nav="jobs", jobs=found, running=running)
@@ -32,9 +30,7 @@ async def jobs(request: Request) -> Response:
 
 @router.get("/jobs/{job_id}")
 async def job(request: Request, job_id: str) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     try:
         found = await run_in_threadpool(request.app.state.mm.catalog.jobs.get, job_id)
     except NotFound:
@@ -57,9 +53,7 @@ async def progress(request: Request, job_id: str) -> Response:
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel(request: Request, job_id: str, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     try:
         await run_in_threadpool(request.app.state.mm.catalog.jobs.cancel, job_id)
     except MMSearchError as exc:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mmsearch.api.console.pages import form_session, render, see, session_of, to_login
+from mmsearch.api.console.pages import checked, render, see, signed_in
 from mmsearch.api.console.session import PATH, Session
 from mmsearch.errors import MMSearchError
 
@@ -17,9 +17,7 @@ router = APIRouter(prefix=PATH)
 
 @router.get("/keys")
 async def keys(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     return await _keys_page(request, session)
 
 
@@ -36,9 +34,7 @@ async def _keys_page(request: Request, session: Session, created: Any = None, er
 async def create_key(request: Request, csrf: Annotated[str, Form(max_length=200)] = "",
                      apps: Annotated[list[str] | None, Form()] = None,
                      name: Annotated[str, Form(max_length=200)] = "") -> Response:
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     mm = request.app.state.mm
     try:
         created = await run_in_threadpool(mm.catalog.keys.create, list(apps or []), name.strip())
@@ -49,9 +45,7 @@ async def create_key(request: Request, csrf: Annotated[str, Form(max_length=200)
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(request: Request, key_id: str, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    session = form_session(request, csrf)
-    if not isinstance(session, Session):
-        return session
+    session = checked(request, csrf)
     mm = request.app.state.mm
     try:
         await run_in_threadpool(mm.catalog.keys.revoke, key_id)

@@ -57,6 +57,36 @@ def render(request: Request, name: str, session: Session | None, status: int = 2
                                       status_code=status, headers=HEADERS)
 
 
+class Refused(Exception):
+    """A console request answered before its handler's work: not signed in, or a CSRF mismatch. Raised by
+    `signed_in` and `checked`; the app answers it with its response (`on_refused`)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def on_refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)
+    return exc.response
+
+
+def signed_in(request: Request) -> Session:
+    """The session of a page's request, or Refused: to the sign-in page."""
+    session = session_of(request)
+    if session is None:
+        raise Refused(to_login())
+    return session
+
+
+def checked(request: Request, csrf: str = "") -> Session:
+    """The session of a state-changing request whose CSRF token matches, or Refused (form_session's answer)."""
+    session = form_session(request, csrf)
+    if not isinstance(session, Session):
+        raise Refused(session)
+    return session
+
+
 def form_session(request: Request, csrf: str = "") -> Session | Response:
     """The session of a state-changing request, or the response refusing it (not signed in, or a CSRF mismatch).
     The token comes from the form's `csrf` field or, for htmx calls, the X-CSRF-Token header."""

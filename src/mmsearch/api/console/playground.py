@@ -23,7 +23,7 @@ from starlette.datastructures import UploadFile
 
 from mmsearch.api.console.cards import cards
 from mmsearch.api.console.filterform import JOINS, MAX_ROWS, OPS, Condition, build_filter, conditions_from
-from mmsearch.api.console.pages import form_session, not_found, render, session_of, to_login
+from mmsearch.api.console.pages import checked, not_found, render, signed_in
 from mmsearch.api.console.session import PATH, Session
 from mmsearch.api.console.snippets import curl, python_sdk
 from mmsearch.api.errors import describe_validation
@@ -157,9 +157,7 @@ async def _playground(request: Request, session: Session, app_id: str, form: For
 
 @router.get("/apps/{app_id}")
 async def playground(request: Request, app_id: str) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     form = Form.read(request.query_params)
     form.image_url = ""  # pictures are posted, never put in a URL
     return await _playground(request, session, app_id, form)
@@ -172,9 +170,7 @@ async def playground_post(request: Request, app_id: str) -> Response:
     settings = request.app.state.mm.settings
     data = await request.form(max_files=1, max_fields=200, max_part_size=settings.max_body_bytes)
     try:
-        session = form_session(request, str(data.get("csrf") or ""))
-        if not isinstance(session, Session):
-            return session
+        session = checked(request, str(data.get("csrf") or ""))
         form = Form.read(data)
         upload = data.get("image")
         if isinstance(upload, UploadFile) and upload.filename:

@@ -29,7 +29,7 @@ from mmsearch.api.console.charts import (
     span,
     summarize,
 )
-from mmsearch.api.console.pages import render, session_of, to_login
+from mmsearch.api.console.pages import render, signed_in
 from mmsearch.api.console.session import PATH
 from mmsearch.catalog.querylog import QueryLogEntry
 
@@ -55,9 +55,7 @@ class Bucket:
 @router.get("/queries")
 async def queries(request: Request, app: Annotated[str, Query(max_length=64)] = "",
                   window: Annotated[str, Query(max_length=8)] = DEFAULT_WINDOW) -> Response:
-    session = session_of(request)
-    if session is None:
-        return to_login()
+    session = signed_in(request)
     chosen = WINDOWS.get(window) or WINDOWS[DEFAULT_WINDOW]
     view = await run_in_threadpool(_view, request.app.state.mm, app or None, chosen, time.time())
     return render(request, "queries.html", session, nav="queries", **view)
