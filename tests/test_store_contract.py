@@ -436,3 +436,105 @@ def test_iter_items_gives_every_item_once_with_its_vector(backend, info):
     assert got["e1"][0]["title"] == "replaced" and got["novec"][1] is None
     assert np.allclose(got["e1"][1], [0.0, 1.0, 0.0, 0.0], atol=1e-6)
     assert all(vec is None for _, _, vec in backend.iter_items(info))
+
+
+# -- video datasets: segments (multi-vector) and timed transcripts ----------------------------------------
+
+VIDEO_SCHEMA = {"fields": [
+    {"name": "content_id", "type": "string", "primary_key": True},
+    {"name": "title", "type": "string", "searchable": True},
+    {"name": "director", "type": "string", "filterable": True},
+    {"name": "episode", "type": "int32", "filterable": True, "sortable": True},
+    {"name": "video_url", "type": "video"},
+]}
+
+
+def _video(info: DatasetInfo, i: str, title: str, director: str, episode: int, segments: list[list[float]],
+           lines: list[tuple[float, float, str]] = (), own: list[float] | None = None) -> Record:
+    doc = {"content_id": i, "title": title, "director": director, "episode": episode, "video_url": [f"/v/{i}.mkv"]}
+    spans = np.array([[2.0 * n, 2.0 * n + 2.0] for n in range(len(segments))], np.float32).reshape(-1, 2)
+    cues = [{"start": s, "end": e, "text": t, "source": "subtitle"} for s, e, t in lines]
+    media = [{"field": "video_url", "kind": "video", "ref": f"/v/{i}.mkv", "segments": len(segments),
+              **({"cues": cues} if cues else {})}]
+    return Record(id=i, doc=doc, text=searchable_text(info, doc), media=media,
+                  vector=None if own is None else np.asarray(own, np.float32),
+                  segments=np.asarray(segments, np.float32).reshape(-1, DIM) if segments else None,
+                  spans=spans if segments else None)
+
+
+@pytest.fixture
+def videos(backend) -> Iterator[tuple[Store, DatasetInfo]]:
+    info = DatasetInfo(id=f"v-{next(_names)}", type="video", schema=parse_schema(VIDEO_SCHEMA), vector_dim=DIM)
+    backend.create(info)
+    backend.upsert(info, [
+        # the blue scene is the second of three: a mean over the video would drown it
+        _video(info, "ep1", "first episode", "guo", 1, [[1, 0, 0, 0], [0, 0, 1, 0], [1, 0.2, 0, 0]],
+               [(1.0, 3.0, "一只海豚跳出水面"), (5.0, 7.0, "the dolphin swims away")]),
+        _video(info, "ep2", "second episode", "guo", 2, [[0, 1, 0, 0], [0, 0.6, 0.8, 0]]),
+        _video(info, "ep3", "third episode", "yang", 3, [[0, 0, 0.9, 0.1]]),
+        _video(info, "ep4", "no pictures", "guo", 4, [], own=[0, 0, 0, 1]),
+    ])
+    yield backend, info
+    backend.drop(info.id)
+
+
+def test_a_video_is_found_by_its_best_segment_with_its_moments(videos):
+    store, info = videos
+    store.maintain(info)
+    found = store.vector_search(info, np.array([0, 0, 1, 0], np.float32), 10)
+    assert _ids(found)[:3] == ["ep1", "ep3", "ep2"]  # ep1's second segment is the blue one itself
+    assert found[0].score == pytest.approx(1.0, abs=1e-4)
+    start, end, score = found[0].moments[0]
+    assert (start, end) == (2.0, 4.0) and score == pytest.approx(1.0, abs=1e-4)
+    assert [m[2] for m in found[0].moments] == sorted((m[2] for m in found[0].moments), reverse=True)
+    assert len(found[0].moments) == 3
+    # an item with only its own vector is found by it, without moments
+    own = store.vector_search(info, np.array([0, 0, 0, 1], np.float32), 1)
+    assert _ids(own) == ["ep4"] and own[0].moments == ()
+
+
+def test_video_filters_and_sort_values_apply_to_segments(videos):
+    store, info = videos
+    yang = parse_filter({"op": "must_not", "field": "director", "conds": ["yang"]}, info.schema)
+    found = store.vector_search(info, np.array([0, 0, 1, 0], np.float32), 10, yang, ("episode",))
+    assert "ep3" not in _ids(found) and _ids(found)[:2] == ["ep1", "ep2"]
+    assert [c.values for c in found[:2]] == [{"episode": 1}, {"episode": 2}]
+
+
+def test_video_transcripts_are_kept_apart_from_the_media(videos):
+    store, info = videos
+    cues = {i: c for i, c in store.video_cues(info, ["ep2", "ep1", "missing"]).items() if c}  # none: absent or []
+    assert list(cues) == ["ep1"]
+    assert cues["ep1"][0]["text"] == ["一只海豚跳出水面", "the dolphin swims away"]
+    assert cues["ep1"][0]["start"] == [1.0, 5.0] and cues["ep1"][0]["field"] == "video_url"
+    media = store.rerank_features(info, ["ep1"])["ep1"].media
+    assert media[0]["segments"] == 3 and "cues" not in media[0]
+
+
+def test_rerank_reads_a_videos_segment_nearest_the_query(videos):
+    store, info = videos
+    q = np.array([0, 0, 1, 0], np.float32)
+    f = store.rerank_features(info, ["ep1", "ep4"], q)
+    assert f["ep1"].vector is not None and f["ep1"].vector.ndim == 2
+    assert float(np.max(f["ep1"].vector @ q)) == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(f["ep4"].vector, [0, 0, 0, 1])  # its own vector, no segments
+
+
+def test_replacing_or_deleting_a_video_replaces_its_segments_and_transcript(videos):
+    store, info = videos
+    store.upsert(info, [_video(info, "ep1", "first episode, recut", "guo", 1, [[1, 0, 0, 0]])])
+    blue = np.array([0, 0, 1, 0], np.float32)
+    found = store.vector_search(info, blue, 10)
+    assert _ids(found)[0] == "ep3" and all(m[:2] == (0.0, 2.0) for c in found if c.id == "ep1" for m in c.moments)
+    assert not store.video_cues(info, ["ep1"]).get("ep1")
+    assert store.delete(info, ["ep3"]) == 1
+    assert "ep3" not in _ids(store.vector_search(info, blue, 10))
+    assert store.count(info) == 3
+
+
+def test_a_long_transcript_survives_the_round_trip(videos):
+    store, info = videos
+    lines = [(float(n), n + 0.5, f"第{n}句台词 line {n} " + "字" * 40) for n in range(3_000)]  # ~400 KB of JSON
+    store.upsert(info, [_video(info, "film", "a long film", "guo", 9, [[0, 1, 1, 0]], lines)])
+    got = store.video_cues(info, ["film"])["film"][0]
+    assert got["text"] == [t for _, _, t in lines] and got["end"][-1] == 2_999.5

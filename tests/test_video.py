@@ -396,3 +396,59 @@ def test_text_moments_rank_lines_by_the_share_of_query_words_they_hold():
                                                                         (0.0, "subtitle", 0.5)]
     assert found[1]["text"] == "OCR 第一行\n海豚 dolphin"  # a line read as two OCR lines is still one line
     assert text_moments([], [entry]) == [] and text_moments(["鲸鱼"], [entry]) == []
+
+
+def test_a_video_library_on_milvus_answers_as_the_embedded_store(library):
+    """MMSEARCH_STORE=milvus:…: the same videos imported into Milvus Lite (through its gRPC server) give the same
+    videos in the same order, with the same moments, for words said, words shown, a scene, a filter and a sort;
+    rerank reads a video's best segment and deleting a video takes its segments and transcript with it."""
+    pytest.importorskip("milvus_lite")
+    from milvus_lite.server_manager import server_manager_instance
+
+    mm, info, _, root = library
+    uri = str(root / "milvus" / "mm.db")
+    (root / "milvus").mkdir(exist_ok=True)
+    other = MMSearch(Settings(home=root / "milvus-home", media_roots=str(root), admin_token=ADMIN, ocr_workers=1,
+                              store=f"milvus:{uri}"), encoder=mm.encoder)
+    try:
+        other.create_dataset("series", SCHEMA, type="video")
+        items = [{"content_id": d["content_id"], **{k: v for k, v in d.items() if k != "content_id"}}
+                 for d in mm.store.get(info, [f"video_90002{n}" for n in range(1, 5)] + ["video_broken"])]
+        report = other.import_items("series", items)
+        assert (report.imported, report.rejected) == (5, 0)
+        assert other.stats("series")["segments"] == mm.store.serving_index(info).moments.n
+        blue = mm.encoder.encode_image([Image.new("RGB", (320, 180), BLUE)])[0]
+        guo = {"op": "must", "field": "director", "conds": ["郭帆"]}
+        requests = [SearchRequest(text=t) for t in ("斑马", "海豚", "dolphin", "长城", "宇宙飞船", "三体", "损坏")]
+        requests += [SearchRequest(vector=blue, channels=("vlm",)), SearchRequest(vector=blue, filter=guo),
+                     SearchRequest(text="三体", sort_by="sequence_index", sort_order="desc", page_size=3)]
+        for req in requests:
+            want, got = mm.search("series", req), other.search("series", req)
+            assert ids(got) == ids(want), req
+            for a, b in zip(want.hits, got.hits, strict=True):
+                moments = [(m["reason"], m["start"]) for m in a.fields.get("_video_moments", [])]
+                assert [(m["reason"], m["start"]) for m in b.fields.get("_video_moments", [])] == moments, req
+                assert b.recall.get("vlm", 0.0) == pytest.approx(a.recall.get("vlm", 0.0), abs=1e-4), req
+        for engine in (mm, other):  # rerank reads each video's segment nearest the (text's) query vector
+            engine.catalog.apps.create("reranked", ["series"], {"rerank": True})
+        want, got = (e.search_app("reranked", "series", SearchRequest(text="三体第二十一集")).result.hits
+                     for e in (mm, other))
+        assert [h.id for h in got] == [h.id for h in want] and got[0].is_reranked
+        from mmsearch.search.rerank import RerankQuery
+        q = RerankQuery.of("三体第二十一集", mm.encoder.encode_text(["三体第二十一集"])[0], (), None)
+        for e in (mm, other):
+            fs = e.store.rerank_features(e.dataset("series"), [h.id for h in want], q.vector)
+            for i, f in fs.items():
+                print(i, None if f.vector is None else (f.vector.shape, float(np.max(f.vector @ q.vector))), sorted(f.tokens or [])[:8], len(f.media), [ (m.get("kind"), len(str(m))) for m in f.media])
+        # the semantic signal is the same: Milvus sends the segment nearest the query, the embedded store all of
+        # them (the rerank scores themselves differ by the text channel's BM25, summed per field on Milvus)
+        q = mm.encoder.encode_text(["三体第二十一集"])[0]
+        best = [{i: float(np.max(f.vector @ q)) for i, f in e.store.rerank_features(
+            e.dataset("series"), [h.id for h in want], q).items()} for e in (mm, other)]
+        assert best[1] == pytest.approx(best[0], abs=1e-5) and len(best[1]) == 5
+        other.delete("series", ["video_900021"])
+        assert "video_900021" not in ids(other.search("series", SearchRequest(vector=blue, channels=("vlm",))))
+        assert other.store.video_cues(other.dataset("series"), ["video_900021"]) == {}
+    finally:
+        other.store.client.close()
+        server_manager_instance.release_server(uri)

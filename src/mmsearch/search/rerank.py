@@ -282,5 +282,5 @@ def rerank(
     depth = max(0, int(depth))
     if depth == 0 or not hits:
         return hits, {}
-    features = store.rerank_features(info, [h.id for h in hits[:depth]])
+    features = store.rerank_features(info, [h.id for h in hits[:depth]], query.vector)
     return rerank_hits(hits, features, query, info.schema, depth, weights), features

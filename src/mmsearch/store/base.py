@@ -81,8 +81,11 @@ class Store(Protocol):
 
     def get_many(self, info: DatasetInfo, ids: list[str]) -> dict[str, dict[str, Any]]: ...
 
-    def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
-        """Document, vector and media of each id, in one lookup; missing ids are left out."""
+    def rerank_features(self, info: DatasetInfo, ids: list[str], query: np.ndarray | None = None
+                        ) -> dict[str, RerankFeatures]:
+        """Document, vector and media of each id, in one lookup; missing ids are left out. A video's vector holds
+        at least its segment nearest `query` (the query vector, when there is one): a networked store need not
+        send all of a video's segments for the one rerank reads."""
         ...
 
     def video_cues(self, info: DatasetInfo, ids: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -284,7 +284,9 @@ class LanceStore:
     def in_memory(self, dataset_id: str) -> bool:
         return self.serving.current(dataset_id)
 
-    def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
+    def rerank_features(self, info: DatasetInfo, ids: list[str], query: np.ndarray | None = None
+                        ) -> dict[str, RerankFeatures]:
+        """A video's vector holds all its segments here (memory), so `query` is not needed to choose one."""
         index = self.serving_index(info)
         live = [(i, row) for i in dict.fromkeys(ids) if (row := index.live_row(i)) is not None]
         features = index.rerank_features([row for _, row in live])
@@ -428,6 +430,20 @@ class LanceStore:
                 raise
             done["optimize"] = "skipped: a concurrent writer was optimising the table"
         return done
+
+    def clone_latest(self, info: DatasetInfo, tables: Path, hold_lock: bool = False) -> int:
+        """Copy the table at its latest version, and that version only, into another tables folder (a backup);
+        the version copied. Lance's `deep_clone` copies the data, deletion and index files the version references
+        and commits the same version there. Without the write lock, writers go on; a compaction's cleanup may
+        remove a file of an hour-old version meanwhile and the clone fails (the caller retries, at last with
+        `hold_lock`, which keeps maintenance out until the copy is done)."""
+        import lance
+
+        target = Path(tables) / f"{info.id}.lance"
+        with table_write_lock(self.root, info.id) if hold_lock else nullcontext():
+            dataset = lance.dataset(str(self.root / f"{info.id}.lance"))
+            dataset.deep_clone(str(target), dataset.version)
+            return int(dataset.version)
 
     def probe(self, info: DatasetInfo) -> None:
         """Raise when the dataset's table cannot take writes: it cannot be read at its latest version, or a folder

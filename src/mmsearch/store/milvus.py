@@ -35,13 +35,18 @@ field's BM25 instead of its term frequency. avgdl is the running mean of field l
 `mmsearch_meta` collection; replaced and deleted items are not subtracted), baked into the vectors at write time.
 Terms are hashed to 32-bit dimensions (as Milvus's own BM25 function does): two terms may share one.
 
-Limits of this backend: a value stored as VARCHAR (`_doc`, `_media`, strings) holds at most 65,535 bytes, and
-video datasets (multi-vector segments, transcripts) are served by the embedded store only.
+Video datasets keep their segments and timed transcripts in two more collections (store/milvus_video.py): the
+vector channel scores a video by its best segment, with its best segments as moments.
+
+Limits of this backend: a value stored as VARCHAR (`_doc`, `_media`, strings) holds at most 65,535 bytes; an item's
+token stream beyond that (a long film's transcript) is searched but not kept for rerank, which then reads the
+document's own words.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import math
@@ -58,6 +63,8 @@ from mmsearch.schema.fields import OCR_FIELD, TRANSCRIPT_FIELD, VIDEO_SUMMARY, V
 from mmsearch.schema.filters import Filter
 from mmsearch.store.base import Candidate, Record, RerankFeatures, UpsertResult
 from mmsearch.store.milvus_filter import column, string_literal, to_expr
+from mmsearch.store.milvus_video import VideoCollections
+from mmsearch.store.serving.index import split_cues
 from mmsearch.text import FIELD_MARK, is_cjk, search_term, search_terms, stream_tokens
 
 K1 = 1.2  # as store/serving/postings.py
@@ -163,6 +170,10 @@ class MilvusStore:
                 self._client = MilvusClient(self.config.uri, token=self.config.token)
             return self._client
 
+    @property
+    def video(self) -> VideoCollections:
+        return VideoCollections(self.client, self.config.index)
+
     # -- collections ----------------------------------------------------------------------------------
     def exists(self, dataset_id: str) -> bool:
         return bool(self.client.has_collection(collection_name(dataset_id)))
@@ -206,9 +217,6 @@ class MilvusStore:
         return plan
 
     def create(self, info: DatasetInfo) -> None:
-        if info.type == "video":
-            raise InvalidArgument("type: video datasets (segments, transcripts) need the embedded store; set "
-                                  "MMSEARCH_STORE=lance", field="type")
         if self.exists(info.id):
             raise AlreadyExists(f"dataset_id: collection for {info.id!r} already exists in the store",
                                 field="dataset_id")
@@ -218,6 +226,8 @@ class MilvusStore:
         # built on the empty collection, so there is nothing to wait for (pymilvus polls twice a second otherwise)
         self.client.create_index(name, index, sync=False)
         self.client.load_collection(name)
+        if info.type == "video":  # made with their indexes, so loaded already
+            self.video.create(name, info, self._index_plan(info)[0], _milvus_type, self.config.lite)
         self._write_meta(name, {"version": 0, "fields": {}})
         self._loaded.add(name)
 
@@ -227,6 +237,8 @@ class MilvusStore:
         self._forget_stats(name)
         if self.client.has_collection(name):
             self.client.drop_collection(name)
+        self.video.drop(name)
+        self._loaded.difference_update(self.video.names(name))
         if self.client.has_collection(META):
             self.client.delete(META, filter=_in_ids([name]))
 
@@ -237,6 +249,9 @@ class MilvusStore:
         if not self.client.has_collection(name):
             raise NotFound(f"dataset_id: no collection for dataset {info.id!r}", field="dataset_id")
         self.client.load_collection(name)
+        if info.type == "video":  # released too when this is a new Milvus Lite session
+            for other in self.video.names(name):
+                self.client.load_collection(other)
         self._loaded.add(name)
         return name
 
@@ -299,6 +314,12 @@ class MilvusStore:
             return UpsertResult(0, 0)
         name = self._collection(info)
         unique = list({r.id: r for r in records}.values())
+        cues: list[bytes] = []
+        if info.type == "video":  # the timed transcript apart from the media rerank parses (as the embedded store)
+            for n, r in enumerate(unique):
+                slim, timed = split_cues([json.dumps(r.media).encode()] if r.media else [b""])
+                unique[n] = dataclasses.replace(r, media=json.loads(slim[0]) if slim[0] else [])
+                cues.append(timed[0])
         slots = frozenset(text_slots(info))
         terms = [stream_terms(r.text, slots) for r in unique]
         batch: dict[str, tuple[int, int]] = {}
@@ -316,6 +337,8 @@ class MilvusStore:
         existing = self._existing(name, [r.id for r in unique])
         for start in range(0, len(rows), ID_CHUNK):
             self.client.upsert(name, rows[start : start + ID_CHUNK])
+        if info.type == "video":
+            self.video.write(name, info, unique, cues)
         self._bump(name, batch)
         replaced = len(existing) + (len(records) - len(unique))
         return UpsertResult(inserted=len(unique) - len(existing), replaced=replaced)
@@ -365,6 +388,8 @@ class MilvusStore:
         for start in range(0, len(gone), ID_CHUNK):
             # by our own escaped expression: pymilvus 3.0.2 builds `delete(ids=...)`'s expression without escaping
             self.client.delete(name, filter=_in_ids(gone[start : start + ID_CHUNK]))
+        if info.type == "video":
+            self.video.delete(name, gone)
         self._bump(name)
         return len(gone)
 
@@ -405,20 +430,30 @@ class MilvusStore:
         found = self.get_many(info, ids)
         return [found[i] for i in ids if i in found]
 
-    def rerank_features(self, info: DatasetInfo, ids: list[str]) -> dict[str, RerankFeatures]:
+    def rerank_features(self, info: DatasetInfo, ids: list[str], query: np.ndarray | None = None
+                        ) -> dict[str, RerankFeatures]:
+        """A video's vector is its segment nearest `query` (with its own vector when it has one): the best one is
+        all rerank reads of a video's hundreds of segments."""
         out = {}
-        for i, r in self._rows(info, ids, ["_doc", "_vec", "_has_vec", "_media", "_stream"]).items():
-            vec = r.get("_vec") if r.get("_has_vec") else None
+        rows = self._rows(info, ids, ["_doc", "_vec", "_has_vec", "_media", "_stream"])
+        best = {}
+        if info.type == "video" and query is not None and rows:
+            best = self.video.best_segments(collection_name(info.id), list(rows), query)
+        for i, r in rows.items():
+            vec = np.asarray(r["_vec"], dtype=np.float32) if r.get("_has_vec") else None
+            if i in best:
+                vec = best[i][None, :] if vec is None else np.vstack([best[i], vec])
             stream = r.get("_stream")
             out[i] = RerankFeatures(
-                doc=json.loads(r["_doc"]), vector=None if vec is None else np.asarray(vec, dtype=np.float32),
+                doc=json.loads(r["_doc"]), vector=vec,
                 media=json.loads(r["_media"]) if r.get("_media") else [],
                 tokens=None if stream is None else frozenset(stream_tokens(stream)))
         return out
 
     def video_cues(self, info: DatasetInfo, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """No video datasets here (`create` refuses them), so no item has a transcript."""
-        return {}
+        if info.type != "video" or not ids:
+            return {}
+        return self.video.cues(self._collection(info), ids)
 
     def count(self, info: DatasetInfo, where: Filter | None = None) -> int:
         name = self._collection(info)
@@ -446,7 +481,8 @@ class MilvusStore:
         name = self._collection(info)
         c = self.client
         vectors = c.query(name, filter="_has_vec == true", output_fields=["count(*)"])[0]["count(*)"]
-        return {"rows": self.count(info), "vectors": int(vectors), "version": self.version(info),
+        video = {"segments": self.video.count_segments(name)} if info.type == "video" else {}
+        return {"rows": self.count(info), "vectors": int(vectors), "version": self.version(info), **video,
                 "indexes": {n: c.describe_index(name, n).get("index_type", "") for n in c.list_indexes(name)},
                 "store": "milvus", "uri": self.config.uri if self.config.lite else _redact(self.config.uri)}
 
@@ -466,6 +502,10 @@ class MilvusStore:
             c.create_index(name, index)
         c.flush(name)
         c.load_collection(name)
+        if info.type == "video":
+            for other in self.video.names(name):
+                c.flush(other)
+                c.load_collection(other)
         return done
 
     # -- search ---------------------------------------------------------------------------------------
@@ -557,7 +597,30 @@ class MilvusStore:
         name = self._collection(info)
         q = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
         expr = f"_has_vec == true and {to_expr(where)}" if where is not None else "_has_vec == true"
-        return self._search(info, name, [q], "_vec", "COSINE", k, expr, fields)
+        own = self._search(info, name, [q], "_vec", "COSINE", k, expr, fields)
+        if info.type != "video":
+            return own
+        return self._video_search(info, name, q, k, where, fields, own)
+
+    def _video_search(self, info: DatasetInfo, name: str, q: list[float], k: int, where: Filter | None,
+                      fields: tuple[str, ...], own: list[Candidate]) -> list[Candidate]:
+        """Each video by its best segment, or by its own vector when that is higher (the embedded store's rule),
+        with its best segments as moments."""
+        typed = {f.name for f in info.schema.columns}
+        columns = tuple(f for f in fields if f in typed)
+        best = {i: Candidate(i, score, values, moments)
+                for i, score, moments, values in self.video.search(name, q, k, where, columns)}
+        for c in own:
+            if c.id not in best or c.score > best[c.id].score:
+                best[c.id] = Candidate(c.id, c.score, c.values, best[c.id].moments if c.id in best else ())
+        ranked = sorted(best.values(), key=lambda c: -c.score)[:k]
+        lacking = [c.id for c in ranked if any(f not in c.values for f in fields)] if set(fields) - typed else []
+        if lacking:  # a sort field kept only in the document
+            docs = self.get_many(info, lacking)
+            for c in ranked:
+                if c.id in docs:
+                    c.values = {f: docs[c.id][f] for f in fields if f in docs[c.id]}
+        return ranked
 
     def _search(self, info: DatasetInfo, name: str, data: list[Any], field: str, metric: str, k: int, expr: str,
                 fields: tuple[str, ...]) -> list[Candidate]:
