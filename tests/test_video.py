@@ -434,12 +434,6 @@ def test_a_video_library_on_milvus_answers_as_the_embedded_store(library):
         want, got = (e.search_app("reranked", "series", SearchRequest(text="三体第二十一集")).result.hits
                      for e in (mm, other))
         assert [h.id for h in got] == [h.id for h in want] and got[0].is_reranked
-        from mmsearch.search.rerank import RerankQuery
-        q = RerankQuery.of("三体第二十一集", mm.encoder.encode_text(["三体第二十一集"])[0], (), None)
-        for e in (mm, other):
-            fs = e.store.rerank_features(e.dataset("series"), [h.id for h in want], q.vector)
-            for i, f in fs.items():
-                print(i, None if f.vector is None else (f.vector.shape, float(np.max(f.vector @ q.vector))), sorted(f.tokens or [])[:8], len(f.media), [ (m.get("kind"), len(str(m))) for m in f.media])
         # the semantic signal is the same: Milvus sends the segment nearest the query, the embedded store all of
         # them (the rerank scores themselves differ by the text channel's BM25, summed per field on Milvus)
         q = mm.encoder.encode_text(["三体第二十一集"])[0]
