@@ -36,6 +36,8 @@ def test_compose_runs_the_shared_catalog_store_api_workers_and_proxy():
         assert env["MMSEARCH_CATALOG_URL"].startswith("postgresql+psycopg://")
         assert env["MMSEARCH_STORE"] == "milvus:http://milvus:19530"
         assert "mmsearch-data:/data" in service["volumes"]  # staged imports shared by servers and workers
+        # time for requests in flight and the batch in hand (MMSEARCH_SHUTDOWN_GRACE_S each) before SIGKILL
+        assert int(service["stop_grace_period"].rstrip("s")) >= 2 * 10 + 5
     assert all(":" in s.get("image", "x:build") and not s.get("image", "").endswith(":latest")
                for name, s in services.items() if name not in ("api", "worker"))  # third-party images pinned
     assert "proxy_set_header Host $http_host;" in (ROOT / "deploy" / "nginx.conf").read_text()

@@ -10,7 +10,9 @@ import typer
 
 from mmsearch.commands.accounts import account_app
 from mmsearch.commands.apps import app_app, job_app, key_app
+from mmsearch.commands.backup import backup, restore
 from mmsearch.commands.common import main_callback
+from mmsearch.commands.config import config_app
 from mmsearch.commands.crawl import crawl, import_warc
 from mmsearch.commands.datasets import dataset_app
 from mmsearch.commands.demo import demo, quickstart
@@ -29,6 +31,8 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(video_app, name="video")
 app.command("import")(import_)
 app.command("export")(export)
+app.command("backup")(backup)
+app.command("restore")(restore)
 app.command("delete")(delete)
 app.command("get")(get)
 app.command("search")(search_)
@@ -42,6 +46,7 @@ app.command("worker")(worker)
 app.command("quickstart")(quickstart)
 app.command("demo")(demo)
 app.add_typer(account_app, name="account")
+app.add_typer(config_app, name="config")
 app.command("import-web")(import_web)
 app.command("crawl")(crawl)
 app.command("import-warc")(import_warc)

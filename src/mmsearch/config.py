@@ -1,20 +1,129 @@
-"""Settings from `MMSEARCH_*` environment variables; one object shared by the CLI and the server."""
+"""Settings from `MMSEARCH_*` environment variables and an optional TOML file; one object shared by the CLI and
+the server.
+
+Precedence, highest first: keyword arguments (`Settings(home=...)`, the CLI's `--home`), `MMSEARCH_*` environment
+variables, the config file, the defaults. The file is `MMSEARCH_CONFIG` when set (it must exist), else
+`./mmsearch.toml` when present; its keys are the settings' names at the top level (`recall_size = 300`). The file is
+strict, unlike the environment (which holds much else): an unknown key, a value breaking a rule or bad TOML is a
+`ConfigError` naming the file and the key. `config_sources.py` reports where each value came from."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from functools import lru_cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mmsearch.errors import MMSearchError
 
 DEFAULT_CLIP_MODEL = "immich-app/XLM-Roberta-Large-Vit-B-16Plus"  # see docs/models.md
 FALLBACK_DIM = 512
+ENV_PREFIX = "MMSEARCH_"
+CONFIG_ENV = "MMSEARCH_CONFIG"  # names the config file; `serve --workers` passes it on to its processes
+CONFIG_FILE = "mmsearch.toml"  # read from the current directory when MMSEARCH_CONFIG is not set
+
+
+class ConfigError(MMSearchError):
+    """A config file that cannot be used. The message names the file and the key (`FILE: KEY: rule`), so the CLI
+    prints it as its one-line error and the server refuses to start with it, instead of a traceback."""
+
+    code = "InvalidConfig"
+
+
+def config_path() -> Path | None:
+    """The config file this process reads: MMSEARCH_CONFIG (an error when it does not exist: a typo there must
+    not silently fall back to defaults), else ./mmsearch.toml when present. Absolute, so messages name it fully
+    and `serve --workers` hands its processes the same file whatever their directory."""
+    named = os.environ.get(CONFIG_ENV, "").strip()
+    if named:
+        path = Path(named).expanduser().absolute()
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV}: {path}: " + ("not a file" if path.exists() else "no such file"),
+                              field=CONFIG_ENV)
+        return path
+    local = Path(CONFIG_FILE).absolute()
+    return local if local.is_file() else None
+
+
+class ConfigFileSource(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source, made strict: pydantic would ignore an unknown key (`extra="ignore"` is
+    there for the environment) and report a bad value without saying it came from the file. Each key is checked
+    here, alone, so every error reads `FILE: KEY: rule`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        self._settings_cls = settings_cls  # before super().__init__, which reads the file
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)
+        except tomllib.TOMLDecodeError as exc:  # its message ends "(at line L, column C)"
+            raise ConfigError(f"{file_path}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file_path}: cannot read it: {exc.strerror or exc}") from None
+        check_file_settings(self._settings_cls, str(file_path), data)
+        return data
+
+
+def check_file_settings(settings_cls: type[BaseSettings], file: str, data: dict[str, Any]) -> None:
+    """Raise one ConfigError listing every unknown key (with the closest setting name) and every value that
+    breaks its setting's rule; each value is validated on its own, as the setting it names."""
+    fields = settings_cls.model_fields
+    probe = settings_cls.model_construct()  # defaults only: no sources, no validation
+    problems: list[tuple[str, str]] = []
+    for key, value in data.items():
+        if key not in fields:
+            problems.append((key, _unknown_key(key, value, list(fields))))
+            continue
+        try:
+            settings_cls.__pydantic_validator__.validate_assignment(probe, key, value)
+        except ValidationError as exc:
+            problems.append((key, "; ".join(_rule(key, e["msg"]) for e in exc.errors())))
+    if problems:
+        raise ConfigError("; ".join(f"{file}: {key}: {rule}" for key, rule in problems), field=problems[0][0],
+                          details=[{"field": key, "message": rule} for key, rule in problems])
+
+
+def _unknown_key(key: str, value: Any, names: list[str]) -> str:
+    if isinstance(value, dict):
+        return "unknown table: settings are plain keys at the top of the file (`recall_size = 300`), no [tables]"
+    wanted = key.lower().removeprefix(ENV_PREFIX.lower())  # RECALL_SIZE or MMSEARCH_RECALL_SIZE: recall_size
+    close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.6)
+    return "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "; `mmsearch config show` lists them")
+
+
+def _rule(key: str, msg: str) -> str:
+    """pydantic's message without its prefixes: validators here start theirs with the variable's name."""
+    return msg.removeprefix("Value error, ").removeprefix(f"{ENV_PREFIX}{key.upper()}: ")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MMSEARCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments > MMSEARCH_* variables > the config file > defaults. The file is looked up anew for
+        every Settings() (the directory and MMSEARCH_CONFIG may change, as they do in tests). The project reads
+        no .env file and no secrets directory, so those sources are left out and `config show` accounts for all."""
+        return init_settings, env_settings, ConfigFileSource(settings_cls, config_path())
 
     home: Path = Field(default=Path("./mmsearch-data"), description="data directory (tables, catalog)")
     catalog_url: str = Field(
@@ -62,6 +171,11 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(
         default=60.0, ge=1.0, le=3_600.0, description="a running import job whose worker has not beaten its heart "
         "for this long is taken over by another (a worker beats every 5 s, or every lease/4 when shorter)"
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0.0, le=600.0, description="on SIGTERM: how long requests in flight may finish, then how "
+        "long the import batch in hand may finish before its job is handed back at its last checkpoint (a process "
+        "manager should wait 2 x this + 5 s before SIGKILL)"
     )
     job_retry_s: float = Field(
         default=5.0, ge=0.0, le=3_600.0, description="wait before an import job's first retry; doubles each time"
@@ -116,6 +230,13 @@ class Settings(BaseSettings):
     video_download_timeout_s: float = Field(default=600.0, gt=0, description="whole download of one video URL")
     console: bool = Field(default=True, description="serve the web console at /console (admin token sign-in)")
     console_session_hours: float = Field(default=8.0, gt=0, le=24 * 30, description="how long a console sign-in lasts")
+    metrics_public: bool = Field(
+        default=False, description="serve GET /metrics without the admin token (for a scraper on a private network)"
+    )
+    log_format: str = Field(
+        default="text", pattern="^(json|text)$", description="`mmsearch serve`'s log lines: 'json' (one object per "
+        "line; one per request on logger mmsearch.access) or 'text'",
+    )
     llm_url: str = Field(
         default="", description="OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1) that writes videos' "
         "generated titles and summaries; empty: extractive only (ingest/summarize.py)",
@@ -172,4 +293,6 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """This process's settings, read once (environment and file are not watched); tests that change either call
+    `get_settings.cache_clear()`."""
     return Settings()

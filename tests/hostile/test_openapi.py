@@ -128,6 +128,8 @@ def test_security_schemes_are_declared_and_referenced(doc):
             assert names == {"AdminToken", "AdminTokenHeader"}, (method, path)
         elif path.startswith("/api/"):
             assert names == {"ApiKey", "VolcV4"}, path
+        elif path == "/metrics":  # the admin token, or none with MMSEARCH_METRICS_PUBLIC=true
+            assert names == {"AdminToken", "AdminTokenHeader"} and {} in op["security"], path
         else:
             assert op["security"] == [], path  # liveness and readiness are open
         assert names <= set(schemes)

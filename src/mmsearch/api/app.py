@@ -1,4 +1,5 @@
-"""The FastAPI application: routers, error mapping, request ids, body limits and the import job worker.
+"""The FastAPI application: routers, error mapping, request ids, body limits, metrics, access logs and the import
+job worker.
 
     mmsearch serve --host 127.0.0.1 --port 8000      # or: uvicorn --factory mmsearch.api.app:create_app
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,6 +21,7 @@ from mmsearch import __version__
 from mmsearch.api import admin, iqs, openapi, volc
 from mmsearch.api.auth import Authenticator, IqsAuth, admin_token
 from mmsearch.api.errors import on_http_error, on_mmsearch_error, on_unexpected, on_validation_error
+from mmsearch.api.metrics import Metrics, Observer, metrics_endpoint
 from mmsearch.api.middleware import RequestContext
 from mmsearch.core import MMSearch
 from mmsearch.errors import MMSearchError
@@ -38,6 +40,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     """The ASGI app. `run_jobs=False` leaves import jobs to another process (e.g. a dedicated worker)."""
     mm = mm or MMSearch()
     runner = JobRunner(mm)
+    metrics = Metrics(mm)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +51,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
         finally:
             runner.stop()
             mm.catalog.query_log.flush()
+            metrics.close()
 
     api = FastAPI(
         title="mmsearch", version=__version__, lifespan=lifespan,
@@ -57,6 +61,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
     )
     api.state.mm = mm
     api.state.runner = runner
+    api.state.metrics = metrics
     api.state.auth = Authenticator(mm)
     api.state.iqs_auth = IqsAuth(mm)
     api.add_exception_handler(MMSearchError, on_mmsearch_error)
@@ -81,6 +86,11 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
         api.mount("/console/static", StaticFiles(directory=str(console.HERE / "static")), name="console-static")
     api.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"], summary="Liveness")
     api.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"], summary="Store, catalog and model status")
+    api.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["ops"], response_class=Response,
+                      summary="Prometheus metrics (admin token unless MMSEARCH_METRICS_PUBLIC=true)",
+                      description="Requests by route, application and status; latency by route and search stage; "
+                      "zero-result and spell-corrected searches; import jobs, queue and rate; dataset items and bytes; "
+                      "model and OCR availability; IQS charges and refusals (see the README, Monitoring).")
     openapi.install(api)  # the document lists what is really sent: statuses, error bodies, raw bodies, auth
 
     settings = mm.settings
@@ -92,7 +102,7 @@ def create_app(mm: MMSearch | None = None, run_jobs: bool = True) -> Any:
             return settings.max_import_body_bytes
         return settings.max_body_bytes
 
-    return RequestContext(api, limit_for)
+    return RequestContext(api, limit_for, Observer(metrics, lambda: api.routes))
 
 
 async def healthz() -> dict[str, str]:

@@ -36,10 +36,11 @@ from mmsearch.api.errors import (
     request_id,
     status_of,
 )
+from mmsearch.api.metrics import note_iqs, note_search
 from mmsearch.catalog.accounts import IqsError
 from mmsearch.core import MMSearch
 from mmsearch.errors import MMSearchError
-from mmsearch.search import SearchRequest
+from mmsearch.search import SearchRequest, SearchResult
 from mmsearch.unicode import find_invalid_unicode
 
 router = APIRouter(tags=["IQS MultimodalSearch"])
@@ -152,6 +153,12 @@ def image_items(hits: list[Any]) -> list[dict[str, Any]]:
 
 
 def run_search(mm: MMSearch, body: Query) -> tuple[list[dict[str, Any]], int]:
+    result = search_web(mm, body)
+    return image_items(result.hits), result.total_items
+
+
+def search_web(mm: MMSearch, body: Query) -> SearchResult:
+    """The web image search behind MultimodalSearch (the pipeline's result, stage timings included)."""
     settings = mm.settings
     try:
         info = mm.dataset(settings.web_dataset)
@@ -161,8 +168,7 @@ def run_search(mm: MMSearch, body: Query) -> tuple[list[dict[str, Any]], int]:
                        "import-warc or import-web") from None
     flt = {"op": "must_not", "field": "site_domains", "conds": body.exclude} if body.exclude else None
     req = SearchRequest(text=body.text, filter=flt, page_size=settings.iqs_results)
-    result = mm.search(info.id, req, dataclasses.replace(mm.options(), rerank=True))
-    return image_items(result.hits), result.total_items
+    return mm.search(info.id, req, dataclasses.replace(mm.options(), rerank=True))
 
 
 async def handle(request: Request) -> JSONResponse:
@@ -176,18 +182,25 @@ async def handle(request: Request) -> JSONResponse:
         check_content_type(request.headers.get("content-type"))
         body = parse_body(raw, mm.settings.iqs_max_exclude_sites)  # a bad request is refused before it is charged
         charge = await run_in_threadpool(auth.charge, key)
+        note_iqs(request, charged=True)
         try:
-            items, _total = await asyncio.wait_for(run_in_threadpool(run_search, mm, body),
-                                                   timeout=mm.settings.iqs_timeout_s)
+            result = await asyncio.wait_for(run_in_threadpool(search_web, mm, body),
+                                            timeout=mm.settings.iqs_timeout_s)
         except TimeoutError:
             await run_in_threadpool(auth.refund, charge)
+            note_iqs(request, refunded=True)
             raise IqsError(504, "Retrieval.Timeout",
                            f"the search did not finish within {mm.settings.iqs_timeout_s:g} s") from None
         except Exception:  # refused or failed after the charge, for whatever reason: not charged
             await run_in_threadpool(auth.refund, charge)
+            note_iqs(request, refunded=True)
             raise  # an MMSearchError is answered below; anything else is the IQS-shaped 500 (errors.on_unexpected)
     except MMSearchError as exc:
-        return iqs_error(rid, status_of(exc), iqs_code(exc), exc.message)
+        code = iqs_code(exc)
+        note_iqs(request, refused=code)
+        return iqs_error(rid, status_of(exc), code, exc.message)
+    note_search(request, result)
+    items = image_items(result.hits)
     took = round((time.perf_counter() - started) * 1000)
     return JSONResponse({
         "requestId": rid,

@@ -5,11 +5,17 @@ Starlette's ServerErrorMiddleware sends the 500 (through `errors.on_unexpected`)
 closes a keep-alive connection when the app raises, without `Connection: close`. RequestContext wraps the
 whole app: it swallows an exception that comes after a complete response (so the connection stays usable),
 answers a 500 in the path's API shape when nothing was sent yet, and lets uvicorn close the connection only
-when a response was cut off half-way (there is no other honest way to end it)."""
+when a response was cut off half-way (there is no other honest way to end it).
+
+When a request ends, however it ends (answered by the app, refused here with 413, a 500 sent here), the
+`observer` gets the scope, the status sent and the seconds until the last byte: api/metrics.py counts it and
+writes the access log line. It runs after the response is sent, so it adds nothing to the client's latency."""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +33,8 @@ from mmsearch.api.errors import (
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
+Observer = Callable[[Scope, int, float], None]
+log = logging.getLogger("mmsearch.api")
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -41,14 +49,30 @@ class RequestContext:
     """Pure ASGI (no BaseHTTPMiddleware): streams stay streams, and the limit is checked on the
     Content-Length header first and then on the bytes actually received."""
 
-    def __init__(self, app: Any, limit_for: Callable[[str], int]) -> None:
+    def __init__(self, app: Any, limit_for: Callable[[str], int], observer: Observer | None = None) -> None:
         self.app = app
         self.limit_for = limit_for
+        self.observer = observer
 
     async def __call__(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any]) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.observer is None:
+            await self._handle(scope, receive, send, [0, 0.0])
+            return
+        began = time.perf_counter()
+        ended = [500, 0.0]  # status sent (500 if none: uvicorn then answers 500 itself), time of the last byte
+        try:
+            await self._handle(scope, receive, send, ended)
+        finally:
+            try:
+                self.observer(scope, ended[0], (ended[1] or time.perf_counter()) - began)
+            except Exception:  # counting must never fail a request
+                log.exception("request observer failed")
+
+    async def _handle(self, scope: Scope, receive: Callable[[], Any], send: Callable[[Message], Any],
+                      ended: list[Any]) -> None:
         rid = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = rid
         path = scope.get("path", "")
@@ -59,10 +83,14 @@ class RequestContext:
             nonlocal started, finished
             if message["type"] == "http.response.start":
                 started = True
+                ended[0] = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 finished = True
+                await send(message)
+                ended[1] = time.perf_counter()
+                return
             await send(message)
 
         length = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)

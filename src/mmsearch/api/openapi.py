@@ -284,6 +284,11 @@ ADMIN = Face(
 
 OPS = Face(security=[], error_schema="ErrorResponse", errors={})
 
+# /metrics: the admin token, or nothing when MMSEARCH_METRICS_PUBLIC=true (`{}`: no credential)
+METRICS = Face(security=[*ADMIN.security, {}], error_schema="ErrorResponse",
+               errors={401: "missing or invalid admin token (MissingAuthorization, InvalidAdminToken), unless "
+                       "MMSEARCH_METRICS_PUBLIC=true"})
+
 # Errors only some operations send, beyond their face's: (method, path) -> {status: description}.
 EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/admin/v1/datasets"): {409: "a dataset with this id exists (AlreadyExists)"},
@@ -305,6 +310,10 @@ EXTRA_RESPONSES: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
         200: _json_response("ready", READY),
         503: _json_response("not ready: the catalog or the store cannot be used", READY),
     },
+    ("get", "/metrics"): {
+        200: {"description": "Prometheus text exposition format 0.0.4", "headers": copy.deepcopy(REQUEST_ID_HEADER),
+              "content": {"text/plain": {"schema": {"type": "string"}}}},
+    },
 }
 
 PATH_ID_404 = "an id in the path names nothing (NotFound)"
@@ -317,6 +326,8 @@ def face_of(path: str, iqs_paths: set[str]) -> Face:
         return ADMIN
     if path.startswith("/api/"):
         return AI_SEARCH
+    if path == "/metrics":
+        return METRICS
     return OPS
 
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mmsearch.api.auth import Caller
 from mmsearch.api.errors import request_id
+from mmsearch.api.metrics import note_app, note_search
 from mmsearch.core import AppSearchResult, MMSearch
 from mmsearch.errors import InvalidArgument
 from mmsearch.media import decode_image, is_data_uri, parse_data_uri
@@ -124,7 +125,9 @@ class FastJSONResponse(JSONResponse):
 
 
 async def _caller(request: Request, application_id: str) -> Caller:
-    return await request.app.state.auth.search(request, application_id)
+    caller = await request.app.state.auth.search(request, application_id)
+    note_app(request, application_id)  # the metrics' and the access log's application label
+    return caller
 
 
 @router.post(
@@ -152,4 +155,5 @@ async def search(application_id: str, body: SearchBody, request: Request,
         found = run()
     else:
         found = await run_in_threadpool(run)
+    note_search(request, found.result, corrected=bool(found.corrected_query))
     return FastJSONResponse(to_response(rid, found))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mmsearch.catalog.models import JobRow, aware, require, utcnow
@@ -21,6 +21,17 @@ from mmsearch.errors import InvalidArgument
 
 MAX_STORED_ERRORS = 1_000  # per job; the counts stay exact beyond it
 TERMINAL = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", *TERMINAL)
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """The queue at a glance, read from the catalog (so every process on it says the same): jobs per status,
+    items not yet applied in queued and running jobs, and the running jobs' combined rate."""
+
+    by_status: dict[str, int]
+    pending_items: int
+    items_per_second: float
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,17 @@ class Jobs:
             )
             return res.rowcount == 1  # type: ignore[attr-defined]
 
+    def release(self, job_id: str, worker: str, message: str) -> bool:
+        """Hand a running job back to the queue at its checkpoint, claimable at once (a process shutting down):
+        not a failed attempt, so the attempt it was counted as is given back. False = the lease was lost."""
+        with Session(self.engine) as s, s.begin():
+            res = s.execute(
+                update(JobRow).where(JobRow.id == job_id, JobRow.worker == worker, JobRow.status == "running")
+                .values(status="queued", worker=None, heartbeat_at=None, message=message[:1_000],
+                        attempts=JobRow.attempts - 1)
+            )
+            return res.rowcount == 1  # type: ignore[attr-defined]
+
     def checkpoint(
         self, job_id: str, worker: str, *, done: int, imported: int, failed: int, warned: int,
         errors: list[dict[str, Any]], warnings: list[dict[str, Any]], run_seconds: float,
@@ -215,3 +237,15 @@ class Jobs:
                 raise InvalidArgument(f"job_id: job {job_id!r} already {row.status}", field="job_id")
             row.status, row.message, row.finished_at = "cancelled", "cancelled by request", utcnow()
         return self.get(job_id)
+
+    def summary(self) -> JobSummary:
+        """Two aggregate queries, cheap enough for every metrics scrape (the status column is indexed)."""
+        with Session(self.engine) as s:
+            counts = {status: 0 for status in STATUSES}
+            counts.update({str(k): int(n) for k, n in s.execute(
+                select(JobRow.status, func.count()).group_by(JobRow.status))})
+            active = s.execute(select(JobRow.status, JobRow.total, JobRow.done, JobRow.run_seconds)
+                               .where(JobRow.status.in_(("queued", "running")))).all()
+        pending = sum(max(0, total - done) for _, total, done, _ in active)
+        rate = sum(done / secs for status, _, done, secs in active if status == "running" and secs > 0)
+        return JobSummary(by_status=counts, pending_items=pending, items_per_second=rate)

@@ -41,6 +41,12 @@ def main_callback(
     _state["home"] = home
 
 
+def home_option() -> Path | None:
+    """This invocation's --home (Typer fills it from MMSEARCH_HOME when the option is absent), for commands that
+    report where a setting came from."""
+    return _state.get("home")
+
+
 def cli_settings() -> Settings:
     """The settings of this invocation (`--home` applied), made on first use (pydantic is not needed for help)."""
     if "settings" not in _state:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,22 +44,48 @@ def run_server(mm: MMSearch, host: str, port: int, log_level: str = "info", jobs
 
     import uvicorn
 
+    from mmsearch.api.access_log import uvicorn_log_config
     from mmsearch.api.app import create_app
     from mmsearch.api.auth import admin_token
 
     admin_token(mm.settings)  # generated (and printed) before the first request, not during it
+    # MMSEARCH_LOG_FORMAT for every log line; one access line per request from mmsearch.access (uvicorn's own
+    # would print raw paths with their query strings, where signatures travel)
+    logs = {"log_config": uvicorn_log_config(mm.settings.log_format, log_level), "access_log": False}
+    # SIGTERM: uvicorn closes the listening socket and waits up to the grace for requests in flight; then the
+    # app's lifespan hands back the import job in hand (JobRunner.stop). Each worker process does the same.
+    grace = math.ceil(mm.settings.shutdown_grace_s)
     if workers == 1:
-        uvicorn.run(create_app(mm, run_jobs=jobs), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(mm, run_jobs=jobs), host=host, port=port, log_level=log_level,
+                    timeout_graceful_shutdown=grace, **logs)
         return
     # N processes, each its own engine over the same home and catalog: they count throttling and replays in the
     # catalog (MMSEARCH_SHARED_STATE=catalog unless set), claim import jobs from it one at a time, and see keys
-    # revoked by any of them within 2 s. Settings reach them through the environment.
+    # revoked by any of them within 2 s. Settings reach them through the environment they inherit and the same
+    # config file: MMSEARCH_CONFIG is set to the absolute path this process read (config_path() has already
+    # checked it), so no process depends on its directory. Only what differs from the file goes in variables,
+    # which rank above it: the home (--home may have changed it) and shared_state (only when `auto`, so a file's
+    # `shared_state = "memory"` is kept).
+    from mmsearch.config import CONFIG_ENV, config_path
+
+    if (config_file := config_path()) is not None:
+        os.environ[CONFIG_ENV] = str(config_file)
     os.environ["MMSEARCH_HOME"] = str(mm.settings.home.resolve())
-    if os.environ.get("MMSEARCH_SHARED_STATE", "auto") == "auto":
+    if mm.settings.shared_state == "auto":
         os.environ["MMSEARCH_SHARED_STATE"] = "catalog"
     os.environ["MMSEARCH_SERVE_JOBS"] = "true" if jobs else "false"
-    uvicorn.run("mmsearch.api.app:worker_app", factory=True, workers=workers, host=host, port=port,
-                log_level=log_level)
+    # the workers count metrics in files here, summed by whichever answers a scrape (api/metrics.py)
+    import shutil
+
+    from mmsearch.api.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    metrics_dir = prepare_multiprocess_dir(mm.settings.home.resolve())
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    try:
+        uvicorn.run("mmsearch.api.app:worker_app", factory=True, workers=workers, host=host, port=port,
+                    log_level=log_level, timeout_graceful_shutdown=grace, **logs)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def serve(

@@ -275,6 +275,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._held: set[str] = set()  # jobs this runner is applying now, released when it stops
         # The background loop folds new rows into the indexes once its queue is drained (or every
         # MAINTAIN_EVERY_S while it is not), not after every job: each maintenance compacts and re-indexes
         # the table under its write lock, which made a stream of small upserts wait on it and back up.
@@ -288,12 +289,29 @@ class JobRunner:
             self._thread = threading.Thread(target=self._loop, name="mmsearch-jobs", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs and hand back the one in hand, so another process resumes it at once rather than
+        after the lease (MMSEARCH_JOB_LEASE_S). The batch being applied may finish and checkpoint within
+        `timeout` (MMSEARCH_SHUTDOWN_GRACE_S); past it the job is released at its last checkpoint anyway and the
+        batch in flight is applied again by whoever resumes it (upserts by primary key: nothing twice)."""
+        grace = timeout if timeout is not None else float(getattr(self.mm.settings, "shutdown_grace_s", 10.0))
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(grace)
             self._thread = None
+        for job_id in list(self._held):
+            self._release(job_id, "its worker stopped in the middle of a batch")
+
+    def _release(self, job_id: str, why: str) -> None:
+        jobs = self.mm.catalog.jobs
+        try:
+            at = jobs.get(job_id).done
+            if jobs.release(job_id, self.worker, f"released at item {at}: {why}; the next worker resumes it there"):
+                log.info("job %s released at item %d (%s)", job_id, at, why)
+        except Exception:  # the catalog is gone too: the lease runs out instead
+            log.exception("job %s could not be released; another worker takes it after the lease", job_id)
+        self._held.discard(job_id)
 
     def wake(self) -> None:
         self._wake.set()
@@ -337,6 +355,7 @@ class JobRunner:
         beating = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job.id, beating), daemon=True)
         beat.start()
+        self._held.add(job.id)
         try:
             status, message = self._apply(job, on_progress, report if report is not None else ImportReport())
         except StoreFailure as exc:
@@ -352,6 +371,7 @@ class JobRunner:
             beat.join()
         if status:
             jobs.finish(job.id, self.worker, status, message)
+        self._held.discard(job.id)
         done = jobs.get(job.id)
         if done.status == "succeeded" and done.kind in ("upsert", "upload"):
             staging_of(self.mm.settings).remove(done.source)  # staged copy no longer needed
@@ -418,6 +438,9 @@ class JobRunner:
                 return "", ""  # cancelled, or another worker took the job over: stop quietly
             if on_progress is not None:
                 on_progress(jobs.get(job.id))
+            if self._stop.is_set():  # shutting down: the checkpoint just written is where the next worker starts
+                self._release(job.id, "its worker was shut down")
+                return "", ""
         if images is not None and images.active:
             total.images = images.stats.as_dict()
         if videos is not None and videos.active:

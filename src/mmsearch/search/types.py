@@ -121,3 +121,6 @@ class SearchResult:
     channels: list[str]  # channels that ran for this query
     unavailable: list[str] = field(default_factory=list)  # channels asked for but not available
     took_ms: float = 0.0
+    # seconds per stage (plan, recall_text, recall_vlm, fuse, rerank, fetch) for the ones that ran: plain data the
+    # API layer turns into latency histograms (api/metrics.py); the pipeline itself knows no metrics library
+    stages: dict[str, float] = field(default_factory=dict)
