@@ -47,12 +47,37 @@ def test_english_inflections_meet(shop):
     assert search(shop, "the for with") == []  # nothing but stop words: nothing to match
 
 
-def test_a_chinese_word_not_stored_backs_off_to_its_characters(shop):
+def test_a_chinese_word_held_by_few_items_backs_off_to_its_characters(shop):
     got = search(shop, "女鞋")
     assert got[0] == "v1"  # the word itself ranks first
     assert set(got) == {"v1", "w1", "w2"}  # then items holding both 女 and 鞋; not 男士运动鞋, not the dress
-    # a word whose characters no single item holds together: any of them, rather than nothing
-    assert set(search(shop, "鞋裙")) == {"w1", "w2", "m1", "v1", "d1"}
+    # a word no item holds, whose head heads no stored word: its characters, anywhere, rather than nothing
+    assert set(search(shop, "鞋红")) == {"w1", "w2", "m1", "v1", "d1"}
+
+
+def test_a_chinese_word_no_item_holds_backs_off_to_its_head(shop):
+    # 男鞋 is in no item: the shoes (words headed by 鞋), the men's (男 too) first; not the dress
+    got = search(shop, "男鞋")
+    assert got[0] == "m1" and set(got) == {"m1", "w1", "w2", "v1"}
+    # 鞋裙: no item holds it; 裙 heads 连衣裙, so the dress, and 鞋 counts only inside what 裙 heads
+    assert search(shop, "鞋裙") == ["d1"]
+
+
+def test_a_head_finds_what_a_word_names_not_what_holds_its_characters(mm):
+    """`书包` (a school bag) in a shop whose cards all say 包邮 (free shipping) and whose brand is a book shop:
+    the bags first, the book shop's own first among them, and no television because its card says 包邮; `书`
+    alone ranks the books (图书) above everything the book shop sells."""
+    mm.create_dataset("cards", SCHEMA, vector_dim=8)
+    mm.import_items("cards", [{"item_id": i, "title": t} for i, t in {
+        "bag1": "新华书店 防水背包 包邮", "bag2": "华为 双肩包 包邮", "bag3": "小米 背包大容量 包邮",
+        "tv": "新华书店 4K电视 包邮", "phones": "新华书店 蓝牙耳机 包邮", "book1": "小说三体 图书 包邮",
+        "book2": "科幻 图书", "bread": "全麦面包",
+    }.items()])
+    got = ids(mm.search("cards", SearchRequest(text="书包", page_size=20)))
+    assert got[0] == "bag1" and {"bag2", "bag3"} <= set(got)
+    assert {"tv", "phones", "book1", "book2"}.isdisjoint(got)  # (面包, bread, is headed by 包 too: it is there)
+    books = ids(mm.search("cards", SearchRequest(text="书", page_size=20)))
+    assert set(books[:2]) == {"book1", "book2"} and {"tv", "phones"} <= set(books[2:])
 
 
 def test_a_stored_word_does_not_back_off(shop):

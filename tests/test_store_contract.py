@@ -309,9 +309,24 @@ def test_field_weights_change_the_order(two_fields):
 def test_cjk_words_and_back_off(two_fields):
     store, info = two_fields
     assert set(_ids(store.text_search(info, ["运动鞋"], 10))) == {"c", "d"}
-    # 女鞋 is in no item: its characters back off, in items holding both (both do)
+    # 女鞋 is in no item: it backs off to the items holding a word headed by 鞋 (both do), 女 scored inside them
     assert set(_ids(store.text_search(info, ["女鞋"], 10))) == {"c", "d"}
     assert _ids(store.text_search(info, ["跑步"], 10)) == ["d"]
+
+
+def test_a_cjk_word_backs_off_to_its_head_not_to_its_characters_anywhere(backend):
+    """书包 in a shop whose cards all print 包邮 and whose brand is a book shop: the bags (words headed by 包), the
+    book shop's first; never the book shop's television. 书 alone ranks the books (图书) first."""
+    for info in _dataset(backend, TWO_FIELDS):
+        backend.upsert(info, [
+            _doc_rec(info, "bag1", title="新华书店 防水背包", body="包邮"),
+            _doc_rec(info, "bag2", title="华为 双肩包", body="包邮"),
+            _doc_rec(info, "tv", title="新华书店 4K电视", body="包邮"),
+            _doc_rec(info, "book", title="小说 图书", body="包邮"),
+        ])
+        got = _ids(backend.text_search(info, ["书包"], 10))
+        assert got == ["bag1", "bag2"]
+        assert _ids(backend.text_search(info, ["书"], 10))[0] == "book"
 
 
 def test_vector_search_nearest_first(two_fields):

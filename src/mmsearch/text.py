@@ -153,6 +153,36 @@ def search_terms(tokens: list[str]) -> list[str]:
     return [t for t in map(search_term, tokens) if t is not None]
 
 
+# -- heads: Chinese compounds name what their last character names (书包 and 背包 are bags, 图书 is a book,
+# 书店 is a shop). The index also files each CJK word under its last character, as HEAD_MARK + the character, so
+# a query can ask for "words ending in 包" (the bags) rather than "包 anywhere" (包邮, free shipping, printed on
+# every picture). Head terms are derived from the stored stream when the index is built, never stored.
+HEAD_MARK = "\x02"
+
+
+def head_term(term: str) -> str | None:
+    """The head term a CJK word of two or more characters is also filed under (书包, 背包 -> HEAD_MARK + 包). A
+    token is one run of the tokenizer's (CJK, letters or digits), so its last character says which."""
+    if len(term) < 2:
+        return None
+    last = ord(term[-1])  # the ranges of _CJK
+    cjk = 0x3400 <= last <= 0x4DBF or 0x4E00 <= last <= 0x9FFF or 0xF900 <= last <= 0xFAFF
+    return HEAD_MARK + term[-1] if cjk else None
+
+
+@lru_cache(maxsize=262_144)
+def index_terms(token: str) -> tuple[str | None, str | None]:
+    """A stored token's search term and its head term (either may be None): one cached call per token when an
+    index is built from a million items' streams."""
+    term = search_term(token)
+    return term, (head_term(term) if term is not None else None)
+
+
+def head_of(char: str) -> str:
+    """The head term of words ending in `char`."""
+    return HEAD_MARK + char
+
+
 def is_cjk(token: str) -> bool:
     return bool(token) and all(_IS_CJK.match(ch) for ch in token)
 

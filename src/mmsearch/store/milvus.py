@@ -65,7 +65,16 @@ from mmsearch.store.base import Candidate, Record, RerankFeatures, UpsertResult
 from mmsearch.store.milvus_filter import column, string_literal, to_expr
 from mmsearch.store.milvus_video import VideoCollections
 from mmsearch.store.serving.index import split_cues
-from mmsearch.text import FIELD_MARK, is_cjk, search_term, search_terms, stream_tokens
+from mmsearch.text import (
+    FIELD_MARK,
+    HEAD_MARK,
+    head_of,
+    head_term,
+    is_cjk,
+    search_term,
+    search_terms,
+    stream_tokens,
+)
 
 K1 = 1.2  # as store/serving/postings.py
 B = 0.75
@@ -105,7 +114,8 @@ def text_slots(info: DatasetInfo) -> tuple[str, ...]:
 
 
 def stream_terms(stream: str, slots: frozenset[str]) -> dict[str, dict[str, int]]:
-    """A stored token stream's term frequencies per field (as the serving index's `_terms` reads it)."""
+    """A stored token stream's term frequencies per field (as the serving index's `_terms` reads it), with each
+    CJK word's head term (text.head_term) beside it."""
     out: dict[str, dict[str, int]] = {}
     slot = ""
     for tok in stream.split():
@@ -116,7 +126,14 @@ def stream_terms(stream: str, slots: frozenset[str]) -> dict[str, dict[str, int]
         if term is not None:
             tfs = out.setdefault(slot, {})
             tfs[term] = tfs.get(term, 0) + 1
+            if (head := head_term(term)) is not None:
+                tfs[head] = tfs.get(head, 0) + 1
     return out
+
+
+def field_length(tfs: dict[str, int]) -> int:
+    """A field's length in tokens: head terms are derived from its words, so they do not lengthen it."""
+    return sum(n for term, n in tfs.items() if not term.startswith(HEAD_MARK))
 
 
 def _utf8_len(s: str) -> int:
@@ -326,7 +343,7 @@ class MilvusStore:
         for per_slot in terms:
             for slot, tfs in per_slot.items():
                 d, t = batch.get(slot, (0, 0))
-                batch[slot] = (d + 1, t + sum(tfs.values()))
+                batch[slot] = (d + 1, t + field_length(tfs))
         meta = self._read_meta(name)
         totals = dict(meta.get("fields", {}))
         for slot, (d, t) in batch.items():
@@ -354,7 +371,7 @@ class MilvusStore:
         sparse: dict[int, float] = {}
         words: dict[str, None] = {}
         for slot, tfs in per_slot.items():
-            dl = sum(tfs.values())
+            dl = field_length(tfs)
             norm = 1 - B + B * dl / max(avgdl.get(slot, dl), 1e-6)
             for term, tf in tfs.items():
                 dim = term_dim(slot, term)
@@ -555,17 +572,31 @@ class MilvusStore:
         def df(term: str) -> int:
             return self._count_cached(name, term_word(term))
 
+        confined = False  # a word's other characters scored only in items reached otherwise (its head's)
         for t in dict.fromkeys(search_terms(tokens)):
             n = df(t)
             if n:
                 add(t, n, 1.0)
                 plain.append(t)
+            if len(t) == 1 and is_cjk(t):  # the words it heads, as the embedded store
+                if (m := df(head_of(t))) > 0:
+                    add(head_of(t), m, 1.0)
+                    plain.append(head_of(t))
+                continue
             if n >= k or len(t) < 2 or not is_cjk(t):
                 continue
             if len(t) == 2 and t[1] in NOUN_SUFFIXES and t[0] not in NOUN_SUFFIXES:
                 if (m := df(t[0])) > 0:
                     add(t[0], m, BACKOFF)
                     plain.append(t[0])
+                continue
+            if n == 0 and (m := df(head_of(t[-1]))) > 0:  # a word no item holds: those headed by its last character
+                add(head_of(t[-1]), m, BACKOFF)
+                plain.append(head_of(t[-1]))
+                for ch in dict.fromkeys(t[:-1]):
+                    if ch != t[-1] and (c := df(ch)) > 0:
+                        add(ch, c, BACKOFF)
+                        confined = True
                 continue
             chars = [(ch, df(ch)) for ch in dict.fromkeys(t)]
             chars = [(ch, m) for ch, m in chars if m]
@@ -578,7 +609,7 @@ class MilvusStore:
         if not query:
             return []
         expr = to_expr(where) if where is not None else ""
-        if restricted:  # an item scores a word's characters only when it holds them all (or another term)
+        if restricted or confined:  # a word's characters count only where it holds them all (or another term)
             reach = [f"text_match(_terms, {string_literal(' '.join(term_word(t) for t in plain))})"] if plain else []
             reach += ["(" + " and ".join(_match(ch) for ch in group) + ")" for group in restricted]
             within = "(" + " or ".join(reach) + ")"

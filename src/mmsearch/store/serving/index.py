@@ -37,7 +37,7 @@ from mmsearch.store.serving.postings import (
     merge,
 )
 from mmsearch.store.serving.vectors import VectorConfig, VectorIndex
-from mmsearch.text import FIELD_MARK, is_cjk, search_term, search_terms, stream_tokens
+from mmsearch.text import FIELD_MARK, head_of, index_terms, is_cjk, search_terms, stream_tokens
 
 SUBSET_SHARE = 8  # a filter is evaluated at a text query's matched rows when their postings are < 1/8 of the rows
 MASK_CACHE = 16  # recent filter masks kept (a mask of 1M rows is 1 MB)
@@ -143,10 +143,12 @@ class ServingIndex:
             if tok.startswith(FIELD_MARK):
                 slot = self.slots.get(tok[1:], 0)
                 continue
-            term = search_term(tok)
+            term, head = index_terms(tok)
             if term is not None:
                 out.append(f"{slot}:{term}")
                 lengths[slot] += 1
+                if head is not None:  # derived from the word, so not counted in the field's length
+                    out.append(f"{slot}:{head}")
         return out
 
     def remove(self, ids: list[str]) -> None:
@@ -297,10 +299,13 @@ class ServingIndex:
                 weights: dict[str, float] | None = None) -> list[Clause]:
         """The query's terms as BM25F clauses: a term's frequency in every field, weighted by the field's weight
         (`field_tf`), under one idf. A CJK word that fewer than `k` items hold (`女鞋`, where most items say
-        `女士运动鞋`) also backs off to its characters, which every CJK text is indexed by too: at BACKOFF
-        weight, and only in items holding all of them when any item does (else in items holding any). A word
-        the catalogue spells differently still finds it, items holding the word itself rank first (they score
-        both), and a common word costs no more than before."""
+        `女士运动鞋`) also backs off, at BACKOFF weight. A word no item holds backs off to the items holding a
+        word with its last character as theirs (its head: 鞋 for 女鞋, so 运动鞋 and 凉鞋, not 鞋柜), its other
+        characters scored only inside those. A word some items hold (a few say 运动鞋), or one whose head heads no
+        word, backs off to its characters, only in items holding all of them when any item does (else in items
+        holding any). A word the catalogue spells differently still finds it, items holding
+        the word itself rank first (they score both), and a common word costs no more than before. A single CJK
+        character also scores words headed by it (书 finds 图书 before 书店)."""
         v = view or self._view()
         w = self.field_weights(weights)
         slots = [s for s in range(len(self.fields)) if w[s] > 0 and v.stats.field_docs[s] > 0]
@@ -321,6 +326,11 @@ class ServingIndex:
             rows, tfs = term(t)
             if len(rows):
                 out.append(Clause(rows, tfs, len(rows)))
+            if len(t) == 1 and is_cjk(t):  # 书: the words it heads (图书) above those it is only part of (书店)
+                r, f = term(head_of(t))
+                if len(r):
+                    out.append(Clause(r, f, len(r)))
+                continue
             if len(rows) >= k or len(t) < 2 or not is_cjk(t):
                 continue
             if len(t) == 2 and t[1] in NOUN_SUFFIXES and t[0] not in NOUN_SUFFIXES:
@@ -329,6 +339,17 @@ class ServingIndex:
                 r, f = term(t[0])
                 if len(r):
                     out.append(Clause(r, f, len(r), BACKOFF))
+                continue
+            heads, head_tfs = term(head_of(t[-1])) if not len(rows) else (rows[:0], tfs[:0])
+            if len(heads):  # 书包: the bags (背包, 双肩包), the book shop's first; not 包邮 printed on a TV's card
+                out.append(Clause(heads, head_tfs, len(heads), BACKOFF))
+                for ch in dict.fromkeys(t[:-1]):
+                    if ch == t[-1]:
+                        continue
+                    r, f = term(ch)
+                    inside = np.isin(r, heads, assume_unique=True)
+                    if inside.any():
+                        out.append(Clause(r[inside], f[inside], len(r), BACKOFF))
                 continue
             parts = [term(ch) for ch in dict.fromkeys(t)]
             parts = [p for p in parts if len(p[0])]

@@ -24,8 +24,9 @@ from mmsearch.store.serving.index import ServingIndex
 from mmsearch.store.serving.postings import Segment, merge
 from mmsearch.store.serving.vectors import VectorConfig
 
-# 3: postings keyed by search terms (stemmed, no stop words); 4: per field ("slot:term", lengths rows x fields)
-FORMAT = 4
+# 3: postings keyed by search terms (stemmed, no stop words); 4: per field ("slot:term", lengths rows x fields);
+# 5: CJK words also filed under their head character (text.head_term)
+FORMAT = 5
 KEEP = 2  # snapshots kept per dataset (the newest; an older one for a reader still loading it)
 
 
