@@ -134,13 +134,16 @@ def test_backup_while_importing_restores_the_backed_up_versions(tmp_path):
 
     at_catalog: list[int] = []
     dest = tmp_path / "backup"
+    started: list[int] = []  # searches answered when the backup began
 
     def hook(step: Step) -> None:
-        """Imports land between the catalog snapshot and the table copy, and after the copy before the end."""
+        """Imports land between the catalog snapshot and the table copy, and after the copy before the end; a
+        search answers while the backup is under way (it holds nothing searches need)."""
         if step.name == "catalog" and step.done == 1:
             at_catalog.append(a.store.latest_version(info, refresh=True))
         elif step.name == "table products" and step.done == 0:
             _wait(lambda: a.store.latest_version(info, refresh=True) > at_catalog[0], "an import commits")
+            _wait(lambda: len(searches) > started[0], "a search answers during the backup")
         elif step.name == "files" and step.done == 0:
             copied = lance.dataset(str(dest / "tables" / "products.lance")).version
             _wait(lambda: a.store.latest_version(info, refresh=True) > copied, "an import commits")
@@ -150,9 +153,10 @@ def test_backup_while_importing_restores_the_backed_up_versions(tmp_path):
     for t in threads:
         t.start()
     try:
-        searches_before = len(searches)
+        _wait(lambda: len(searches) > 0, "the first search answers")  # the serving index is built
+        started.append(len(searches))
         manifest = backup(a.settings, dest, on_progress=hook)
-        searched_during = len(searches) - searches_before
+        searched_during = len(searches) - started[0]
     finally:
         stop.set()
         for t in threads:
