@@ -91,8 +91,11 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_the_next_at_once(tmp_pat
         assert handed["status"] == "queued" and 200 <= handed["progress"]["processed"] < N, handed
 
         workers.append(_worker(home, env))
-        state = _wait(lambda: (s := admin.get(f"/admin/v1/jobs/{job}").json())["status"] == "succeeded" and s, 30,
-                      "the job was not resumed before the lease would have run out")
+        # claimed as soon as the next worker is up: not after the 60 s lease of the one that stopped
+        _wait(lambda: admin.get(f"/admin/v1/jobs/{job}").json()["status"] != "queued", 30,
+              "the job was not resumed before the lease would have run out")
+        state = _wait(lambda: (s := admin.get(f"/admin/v1/jobs/{job}").json())["status"] == "succeeded" and s, 120,
+                      "the resumed job did not finish")
         assert state["attempts"] == 1 and state["progress"]["processed"] == N, state
         assert admin.get("/admin/v1/datasets/many").json()["stats"]["rows"] == N
     finally:
