@@ -135,3 +135,17 @@ def test_a_word_with_a_noun_suffix_backs_off_to_its_head(mm):
     mm.create_dataset("shoes", SCHEMA, vector_dim=8)
     mm.import_items("shoes", [{"item_id": i, "title": t} for i, t in shoes.items()])
     assert set(ids(mm.search("shoes", SearchRequest(text="鞋子", page_size=20)))) == {"s1", "s2"}
+
+
+def test_a_piece_cut_from_a_words_front_heads_nothing(mm):
+    """Search-mode segmentation also emits 连衣 for 连衣裙 and 运动 for 运动鞋; their last characters are not what
+    the word names, so `上衣` (a top) finds the shirt (衬衣), not the dress."""
+    from mmsearch.text import prefix_piece, tokenize
+
+    tokens = tokenize("连衣裙")
+    assert prefix_piece(tokens, tokens.index("连衣")) and not prefix_piece(tokens, tokens.index("连衣裙"))
+    mm.create_dataset("clothes", SCHEMA, vector_dim=8)
+    mm.import_items("clothes", [{"item_id": i, "title": t} for i, t in {
+        "dress": "碎花连衣裙", "shirt": "纯棉衬衣", "shoe": "网面运动鞋",
+    }.items()])
+    assert ids(mm.search("clothes", SearchRequest(text="上衣", page_size=20))) == ["shirt"]

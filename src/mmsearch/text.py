@@ -156,7 +156,8 @@ def search_terms(tokens: list[str]) -> list[str]:
 # -- heads: Chinese compounds name what their last character names (书包 and 背包 are bags, 图书 is a book,
 # 书店 is a shop). The index also files each CJK word under its last character, as HEAD_MARK + the character, so
 # a query can ask for "words ending in 包" (the bags) rather than "包 anywhere" (包邮, free shipping, printed on
-# every picture). Head terms are derived from the stored stream when the index is built, never stored.
+# every picture). Head terms are derived from the stored stream when the index is built, never stored; a piece
+# cut from the front of a longer word (连衣 of 连衣裙) heads nothing.
 HEAD_MARK = "\x02"
 
 
@@ -168,6 +169,16 @@ def head_term(term: str) -> str | None:
     last = ord(term[-1])  # the ranges of _CJK
     cjk = 0x3400 <= last <= 0x4DBF or 0x4E00 <= last <= 0x9FFF or 0xF900 <= last <= 0xFAFF
     return HEAD_MARK + term[-1] if cjk else None
+
+
+def prefix_piece(tokens: list[str], i: int) -> bool:
+    """Whether tokens[i] is a piece search-mode segmentation cut from the front of the word that follows it
+    (运动 before 运动鞋; 连衣, 衣裙 before 连衣裙): the word's last character is its head, not the piece's. The
+    whole word comes at most two tokens later for words of up to four characters (a window of three costs a
+    third more on an index build, for the rare longer word)."""
+    tok, n = tokens[i], len(tokens)
+    return ((i + 1 < n and tokens[i + 1] != tok and tokens[i + 1].startswith(tok))
+            or (i + 2 < n and tokens[i + 2] != tok and tokens[i + 2].startswith(tok)))
 
 
 @lru_cache(maxsize=262_144)

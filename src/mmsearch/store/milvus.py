@@ -69,9 +69,9 @@ from mmsearch.text import (
     FIELD_MARK,
     HEAD_MARK,
     head_of,
-    head_term,
+    index_terms,
     is_cjk,
-    search_term,
+    prefix_piece,
     search_terms,
     stream_tokens,
 )
@@ -118,15 +118,16 @@ def stream_terms(stream: str, slots: frozenset[str]) -> dict[str, dict[str, int]
     CJK word's head term (text.head_term) beside it."""
     out: dict[str, dict[str, int]] = {}
     slot = ""
-    for tok in stream.split():
+    tokens = stream.split()
+    for i, tok in enumerate(tokens):
         if tok.startswith(FIELD_MARK):
             slot = tok[1:] if tok[1:] in slots else ""
             continue
-        term = search_term(tok)
+        term, head = index_terms(tok)
         if term is not None:
             tfs = out.setdefault(slot, {})
             tfs[term] = tfs.get(term, 0) + 1
-            if (head := head_term(term)) is not None:
+            if head is not None and not prefix_piece(tokens, i):
                 tfs[head] = tfs.get(head, 0) + 1
     return out
 

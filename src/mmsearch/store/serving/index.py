@@ -37,7 +37,15 @@ from mmsearch.store.serving.postings import (
     merge,
 )
 from mmsearch.store.serving.vectors import VectorConfig, VectorIndex
-from mmsearch.text import FIELD_MARK, head_of, index_terms, is_cjk, search_terms, stream_tokens
+from mmsearch.text import (
+    FIELD_MARK,
+    head_of,
+    index_terms,
+    is_cjk,
+    prefix_piece,
+    search_terms,
+    stream_tokens,
+)
 
 SUBSET_SHARE = 8  # a filter is evaluated at a text query's matched rows when their postings are < 1/8 of the rows
 MASK_CACHE = 16  # recent filter masks kept (a mask of 1M rows is 1 MB)
@@ -139,7 +147,8 @@ class ServingIndex:
     def _terms(self, stream: str, lengths: np.ndarray) -> list[str]:
         """A stored token stream's search terms keyed by field slot ("s:term"), counting each field's length."""
         slot, out = 0, []
-        for tok in stream.split():
+        tokens = stream.split()
+        for i, tok in enumerate(tokens):
             if tok.startswith(FIELD_MARK):
                 slot = self.slots.get(tok[1:], 0)
                 continue
@@ -147,7 +156,7 @@ class ServingIndex:
             if term is not None:
                 out.append(f"{slot}:{term}")
                 lengths[slot] += 1
-                if head is not None:  # derived from the word, so not counted in the field's length
+                if head is not None and not prefix_piece(tokens, i):  # not counted in the field's length
                     out.append(f"{slot}:{head}")
         return out
 

@@ -25,8 +25,8 @@ from mmsearch.store.serving.postings import Segment, merge
 from mmsearch.store.serving.vectors import VectorConfig
 
 # 3: postings keyed by search terms (stemmed, no stop words); 4: per field ("slot:term", lengths rows x fields);
-# 5: CJK words also filed under their head character (text.head_term)
-FORMAT = 5
+# 5: CJK words also filed under their head character (text.head_term); 6: not the pieces cut from a word's front
+FORMAT = 6
 KEEP = 2  # snapshots kept per dataset (the newest; an older one for a reader still loading it)
 
 
