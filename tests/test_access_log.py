@@ -25,7 +25,7 @@ from PIL import Image
 
 from api_fixtures import Api, start, stop
 from mmsearch.api.access_log import LOGGER, JsonFormatter, TextFormatter
-from test_shared_state import _port
+from processes import free_port
 
 SEARCH = "/api/v1/application/{application_id}/search"
 SIGNATURE = "X-Signature=" + "5e" * 32  # what a query-string-signed call carries
@@ -145,7 +145,7 @@ def test_serve_writes_json_lines_and_no_uvicorn_access_log(tmp_path, product_ite
     env = {**os.environ, "MMSEARCH_ADMIN_TOKEN": token, "MMSEARCH_CLIP_MODEL": "none", "MMSEARCH_OCR": "false",
            "MMSEARCH_LOG_FORMAT": "json"}
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
-    port = _port()
+    port = free_port()
     exe = Path(sys.executable).parent / "mmsearch"
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen([str(exe), "--home", str(home), "serve", "--port", str(port), "--log-level", "info"],

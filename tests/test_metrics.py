@@ -9,11 +9,7 @@ import copy
 import json
 import os
 import secrets
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,7 +23,7 @@ from mmsearch.api.app import create_app
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
 from mmsearch.encoders.hashing import HashingEncoder
-from test_shared_state import _port
+from processes import serve
 
 SEARCH = "/api/v1/application/{application_id}/search"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -219,24 +215,6 @@ def test_queue_depth_pending_items_and_rate_come_from_the_catalog(tmp_path):
 # -- serve --workers 2: one scrape counts both processes ----------------------------------------------------------
 
 
-def _serve_workers(home: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    port = _port()
-    exe = Path(sys.executable).parent / "mmsearch"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(exe), "--home", str(home), "serve", "--port", str(port), "--workers", "2",
-                                 "--no-jobs", "--log-level", "info"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the server did not start: " + log.read_text(errors="replace")[-2000:])
-
-
 def test_serve_workers_count_every_process_in_one_scrape(tmp_path, product_items):
     home = tmp_path / "home"
     mm = MMSearch(Settings(home=home, ocr=False), encoder=HashingEncoder(VECTOR_DIM))
@@ -249,7 +227,7 @@ def test_serve_workers_count_every_process_in_one_scrape(tmp_path, product_items
            "MMSEARCH_LOG_FORMAT": "json"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "serve.log"
-    proc, url = _serve_workers(home, env, log)
+    proc, url = serve(home, env, False, "--workers", "2", log=log, start_s=90)
     try:
         body = {"query": {"text": "running shoe"}, "dataset_id": "products"}
         sent, pids = 0, set()

@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 import postgres
-from test_shared_state import _port, _serve
-from test_worker_process import _worker
+from processes import free_port, serve, worker
 
 pytest.importorskip("pymilvus", reason="the Milvus client is a dev dependency")
 pytest.importorskip("milvus_lite", reason="Milvus Lite is a dev dependency")
@@ -27,7 +26,7 @@ N = 1_200
 
 
 def _milvus(data: Path) -> tuple[subprocess.Popen, str]:
-    port = _port()
+    port = free_port()
     exe = Path(sys.executable).parent / "milvus-lite"
     proc = subprocess.Popen([str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -54,8 +53,8 @@ def test_two_servers_and_workers_on_postgresql_and_milvus(postgres_server, tmp_p
            "MMSEARCH_VECTOR_DIM": "8", "MMSEARCH_JOB_LEASE_S": "2"}
     processes: list[subprocess.Popen] = [milvus]
     try:
-        first, url_a = _serve(home, env, False)
-        second, url_b = _serve(home, env, False)
+        first, url_a = serve(home, env, False)
+        second, url_b = serve(home, env, False)
         processes += [first, second]
         admin_a = httpx.Client(base_url=url_a, headers={"Authorization": f"Bearer {token}"}, timeout=60)
         admin_b = httpx.Client(base_url=url_b, headers={"Authorization": f"Bearer {token}"}, timeout=60)
@@ -69,15 +68,15 @@ def test_two_servers_and_workers_on_postgresql_and_milvus(postgres_server, tmp_p
                   "_vector": [((n * 5 + k) % 11) / 11.0 + 0.01 for k in range(8)]} for n in range(N)]
         job = admin_a.post("/admin/v1/datasets/goods/items", json=items).json()["job_id"]
 
-        worker = _worker(home, env)
-        processes.append(worker)
+        first_worker = worker(home, env)
+        processes.append(first_worker)
         deadline = time.monotonic() + 120
         while (state := admin_b.get(f"/admin/v1/jobs/{job}").json())["progress"]["processed"] < 100:
             assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
             time.sleep(0.05)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-        processes.append(_worker(home, env))
+        first_worker.send_signal(signal.SIGKILL)
+        first_worker.wait(10)
+        processes.append(worker(home, env))
         deadline = time.monotonic() + 240
         while (state := admin_b.get(f"/admin/v1/jobs/{job}").json())["status"] != "succeeded":
             assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state

@@ -6,9 +6,6 @@ from __future__ import annotations
 import copy
 import os
 import secrets
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ from mmsearch.catalog.shared import SharedRateLimiter, SharedReplayGuard
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
 from mmsearch.encoders.hashing import HashingEncoder
+from processes import serve
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -80,30 +78,6 @@ def test_shared_state_follows_the_catalog():
 # -- two server processes on one PostgreSQL catalog ------------------------------------------------------------
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(home: Path, env: dict[str, str], jobs: bool, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = _port()
-    exe = Path(sys.executable).parent / "mmsearch"
-    proc = subprocess.Popen([str(exe), "--home", str(home), "serve", "--port", str(port), "--log-level", "warning",
-                             *([] if jobs else ["--no-jobs"]), *extra], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the server did not start")
-
-
 def test_two_servers_on_one_postgresql_catalog_share_keys_throttling_and_data(postgres_server, tmp_path,
                                                                               product_items):
     catalog_url = postgres.database(postgres_server)
@@ -116,8 +90,8 @@ def test_two_servers_on_one_postgresql_catalog_share_keys_throttling_and_data(po
     account = mm.catalog.accounts.create("acme", plan="paid", qps=2, credits=1_000)
     env = {**os.environ, "MMSEARCH_CATALOG_URL": catalog_url, "MMSEARCH_ADMIN_TOKEN": token,
            "MMSEARCH_CLIP_MODEL": "none", "MMSEARCH_OCR": "false", "MMSEARCH_VECTOR_DIM": str(VECTOR_DIM)}
-    first, url_a = _serve(home, env, jobs=True)
-    second, url_b = _serve(home, env, jobs=False)
+    first, url_a = serve(home, env, jobs=True)
+    second, url_b = serve(home, env, jobs=False)
     try:
         admin = {"Authorization": f"Bearer {token}"}
         # items posted to one server are imported by its job runner and found through the other
@@ -167,7 +141,7 @@ def test_serve_workers_count_a_key_together_on_the_sqlite_catalog(tmp_path):
     env = {**os.environ, "MMSEARCH_ADMIN_TOKEN": secrets.token_urlsafe(16), "MMSEARCH_CLIP_MODEL": "none",
            "MMSEARCH_OCR": "false"}
     env.pop("MMSEARCH_SHARED_STATE", None)
-    proc, url = _serve(home, env, True, "--workers", "2")
+    proc, url = serve(home, env, True, "--workers", "2")
     try:
         import psutil
 

@@ -9,18 +9,16 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 
 from mmsearch.config import Settings
 from mmsearch.core import MMSearch
 from mmsearch.ingest.jobs import JobRunner, submit_body
-from test_shared_state import _serve
+from processes import serve, stop, worker
 
 N = 3_000
 SCHEMA = {"fields": [{"name": "id", "type": "string", "primary_key": True},
@@ -60,12 +58,6 @@ def test_a_stopped_runner_hands_its_job_back_at_the_checkpoint(tmp_path):
     assert mm.store.count(mm.dataset("many")) == N
 
 
-def _worker(home: Path, env: dict[str, str]) -> subprocess.Popen:
-    exe = Path(sys.executable).parent / "mmsearch"
-    return subprocess.Popen([str(exe), "--home", str(home), "worker", "--batch-size", "25"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _env(token: str) -> dict[str, str]:
     # the default lease (60 s): a job resumed within the test's 30 s was handed back, not taken over
     return {**os.environ, "MMSEARCH_ADMIN_TOKEN": token, "MMSEARCH_CLIP_MODEL": "none", "MMSEARCH_OCR": "false",
@@ -76,13 +68,13 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_the_next_at_once(tmp_pat
     token = secrets.token_urlsafe(16)
     env = _env(token)
     home = tmp_path / "home"
-    server, url = _serve(home, env, False)
+    server, url = serve(home, env, False)
     workers: list[subprocess.Popen] = []
     admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     try:
         assert admin.post("/admin/v1/datasets", json={"id": "many", "schema": SCHEMA}).status_code == 201
         job = admin.post("/admin/v1/datasets/many/items", json=_items()).json()["job_id"]
-        workers.append(_worker(home, env))
+        workers.append(worker(home, env))
         _wait(lambda: admin.get(f"/admin/v1/jobs/{job}").json()["progress"]["processed"] >= 200, 60,
               "the first worker made no progress")
         workers[0].send_signal(signal.SIGTERM)
@@ -90,7 +82,7 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_the_next_at_once(tmp_pat
         handed = admin.get(f"/admin/v1/jobs/{job}").json()
         assert handed["status"] == "queued" and 200 <= handed["progress"]["processed"] < N, handed
 
-        workers.append(_worker(home, env))
+        workers.append(worker(home, env))
         # claimed as soon as the next worker is up: not after the 60 s lease of the one that stopped
         _wait(lambda: admin.get(f"/admin/v1/jobs/{job}").json()["status"] != "queued", 30,
               "the job was not resumed before the lease would have run out")
@@ -100,15 +92,12 @@ def test_a_worker_stopped_with_sigterm_hands_its_job_to_the_next_at_once(tmp_pat
         assert admin.get("/admin/v1/datasets/many").json()["stats"]["rows"] == N
     finally:
         admin.close()
-        for proc in (*workers, server):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+        stop([*workers, server])
 
 
 def test_a_server_stopped_with_sigterm_finishes_the_request_in_flight_and_takes_no_more(tmp_path):
     token = secrets.token_urlsafe(16)
-    server, url = _serve(tmp_path / "home", _env(token), True)
+    server, url = serve(tmp_path / "home", _env(token), True)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     try:
         assert httpx.post(f"{url}/admin/v1/datasets", json={"id": "many", "schema": SCHEMA},

@@ -8,22 +8,14 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 
 import postgres
-from test_shared_state import _serve
+from processes import serve, stop, worker
 
 N = 3_000
-
-
-def _worker(home: Path, env: dict[str, str]) -> subprocess.Popen:
-    exe = Path(sys.executable).parent / "mmsearch"
-    return subprocess.Popen([str(exe), "--home", str(home), "worker", "--batch-size", "25"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_a_killed_worker_is_replaced_and_its_job_finishes_with_nothing_lost(postgres_server, tmp_path):
@@ -32,7 +24,7 @@ def test_a_killed_worker_is_replaced_and_its_job_finishes_with_nothing_lost(post
     env = {**os.environ, "MMSEARCH_CATALOG_URL": postgres.database(postgres_server), "MMSEARCH_ADMIN_TOKEN": token,
            "MMSEARCH_CLIP_MODEL": "none", "MMSEARCH_OCR": "false", "MMSEARCH_VECTOR_DIM": "8",
            "MMSEARCH_JOB_LEASE_S": "2"}
-    server, url = _serve(home, env, False)
+    server, url = serve(home, env, False)
     workers: list[subprocess.Popen] = []
     admin = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     try:
@@ -46,7 +38,7 @@ def test_a_killed_worker_is_replaced_and_its_job_finishes_with_nothing_lost(post
         time.sleep(1.0)
         assert admin.get(f"/admin/v1/jobs/{job}").json()["status"] == "queued"  # the server runs no jobs
 
-        workers.append(_worker(home, env))
+        workers.append(worker(home, env))
         deadline = time.monotonic() + 60
         while (state := admin.get(f"/admin/v1/jobs/{job}").json())["progress"]["processed"] < 200:
             assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
@@ -56,7 +48,7 @@ def test_a_killed_worker_is_replaced_and_its_job_finishes_with_nothing_lost(post
         halted = admin.get(f"/admin/v1/jobs/{job}").json()
         assert halted["status"] == "running" and 0 < halted["progress"]["processed"] < N, halted
 
-        workers.append(_worker(home, env))
+        workers.append(worker(home, env))
         deadline = time.monotonic() + 120
         while (state := admin.get(f"/admin/v1/jobs/{job}").json())["status"] != "succeeded":
             assert state["status"] in ("queued", "running") and time.monotonic() < deadline, state
@@ -69,7 +61,4 @@ def test_a_killed_worker_is_replaced_and_its_job_finishes_with_nothing_lost(post
         assert got["title"] == "商品 2999 running shoe"
     finally:
         admin.close()
-        for proc in (*workers, server):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+        stop([*workers, server])
