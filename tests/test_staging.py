@@ -23,9 +23,9 @@ pytest.importorskip("s3fs", reason="s3fs reads and writes s3:// URLs")
 
 @pytest.fixture(scope="module")
 def bucket(tmp_path_factory):
-    from test_shared_state import _port
+    from processes import free_port
 
-    port = _port()
+    port = free_port()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
